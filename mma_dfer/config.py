@@ -1,0 +1,341 @@
+"""Typed configuration: YAML files loaded into dataclasses, dotted overrides, validation.
+
+One source of truth for every hyper-parameter. Each field's default is the paper's value
+(or, where the paper is silent, the value of the authors' code, which produced the paper's
+numbers). A YAML file may name a ``base:`` file (relative to itself) whose values it
+overrides; ``--set section.field=value`` overrides come last. Unknown keys and values of
+the wrong type are errors that name the key, so a typo can never be silently ignored.
+"""
+from __future__ import annotations
+
+import dataclasses
+import difflib
+import os
+import types
+import typing
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Optional
+
+import yaml
+
+NUM_CLASSES = {"dfew": 7, "mafw": 11}
+
+
+class ConfigError(ValueError):
+    """A configuration value or key is invalid; the message names the field."""
+
+
+@dataclass
+class ModelConfig:
+    """The MMA-DFER network (paper section 3; authors' code where the text leaves room)."""
+
+    # Encoder geometry: ViT-B/16 for both AudioMAE and MAE-Face.
+    embed_dim: int = 768
+    depth: int = 12
+    num_heads: int = 12
+    mlp_ratio: float = 4.0
+    patch_size: int = 16
+    # Stochastic depth inside the *frozen* encoders, active in training (authors' code).
+    drop_path_rate: float = 0.1
+    # Pre-training geometry of the checkpoints, used to resize their positional embeddings.
+    video_pretrain_size: int = 224
+    audio_pretrain_frames: int = 1024
+    # Pretrained encoder checkpoints (MAE-Face, AudioMAE AS-2M pretrained). None: random
+    # weights, for tests and the CPU demo only.
+    video_checkpoint: Optional[str] = None
+    audio_checkpoint: Optional[str] = None
+    # Learnable prompts: M tokens per modality, L progressive updates (paper eq. 1).
+    num_prompts: int = 6
+    prompt_updates: int = 2
+    # Std of the positional-embedding rows of the prompt slots (authors: randn, std 1).
+    prompt_pos_std: float = 1.0
+    # Fusion Bottleneck after every encoder block ("none": Table 3/4 without FB).
+    fusion: str = "bottleneck"
+    fusion_dim: int = 128
+    # Joint Adaptation Module width and the Multimodal Temporal Transformer.
+    temporal: str = "mtt"  # "mtt" or "mean" (Table 4 rows without MTT)
+    temporal_dim: int = 512
+    temporal_layers: int = 1
+    temporal_heads: int = 8
+    temporal_head_dim: int = 64
+    temporal_mlp_dim: int = 1024
+    # Which encoders run: Table 5's unimodal rows use "video" or "audio".
+    modalities: str = "audiovisual"
+    trainable_pos_embed: bool = True
+    # Memory lever: recompute the frozen encoder blocks in the backward pass.
+    grad_checkpointing: bool = False
+    # Run the frozen encoder weights in this dtype (trainable parts stay fp32).
+    frozen_dtype: str = "float32"
+    # Filled from data.dataset when left empty.
+    num_classes: Optional[int] = None
+
+    def validate(self) -> None:
+        _choice("model.fusion", self.fusion, ("bottleneck", "none"))
+        _choice("model.temporal", self.temporal, ("mtt", "mean"))
+        _choice("model.modalities", self.modalities, ("audiovisual", "video", "audio"))
+        _choice("model.frozen_dtype", self.frozen_dtype, ("float32", "bfloat16", "float16"))
+        _positive("model.embed_dim", self.embed_dim)
+        _positive("model.depth", self.depth)
+        if self.embed_dim % self.num_heads:
+            raise ConfigError(f"model.embed_dim={self.embed_dim} is not divisible by model.num_heads={self.num_heads}")
+        if self.num_prompts < 0 or self.prompt_updates < 0:
+            raise ConfigError("model.num_prompts and model.prompt_updates must be >= 0")
+        if self.prompt_updates:
+            if self.num_prompts == 0 or self.num_prompts % self.prompt_updates:
+                raise ConfigError(
+                    f"model.num_prompts={self.num_prompts} must be a positive multiple of "
+                    f"model.prompt_updates={self.prompt_updates} (paper eq. 1: M^l = M / L)")
+            if self.depth % self.prompt_updates:
+                raise ConfigError(
+                    f"model.prompt_updates={self.prompt_updates} must divide model.depth={self.depth} "
+                    "(updates are evenly spaced: after blocks 1, 1+depth/L, ...)")
+        if self.fusion != "none" and self.modalities != "audiovisual":
+            raise ConfigError(f"model.fusion={self.fusion!r} needs both encoders; set model.fusion=none "
+                              f"for model.modalities={self.modalities!r}")
+        _positive("model.fusion_dim", self.fusion_dim)
+        _positive("model.temporal_dim", self.temporal_dim)
+
+
+@dataclass
+class DataConfig:
+    """Where the clips are and how they become tensors (paper section 4.2)."""
+
+    dataset: str = "dfew"
+    root: Optional[str] = None
+    fold: int = 1
+    # "official": the split files the dataset ships; or a list format of public code:
+    # "mma" (<frame_dir> <num_frames> <label>), "maedfer" (<frame_dir> <label>),
+    # "hicmae" (<frame_dir> <wav> <label>), read from train_list / test_list.
+    annotations: str = "official"
+    train_list: Optional[str] = None
+    test_list: Optional[str] = None
+    # "frames": pre-extracted face-frame folders; "video": the mp4 clips.
+    source: str = "frames"
+    resolution: int = 160
+    num_frames: int = 16
+    audio_frames: int = 512
+    mel_bins: int = 128
+    sample_rate: int = 16000
+    audio_policy: str = "error"  # a clip without audio: "error" or "silence"
+    on_error: str = "raise"  # a bad clip: "raise" or "skip" (counted and reported)
+    normalize: str = "none"  # "none" (authors: [0,1]) or "imagenet" mean/std
+    augment: bool = True
+    crop_area: tuple = (0.08, 1.0)
+    crop_ratio: tuple = (3 / 4, 4 / 3)
+    flip_prob: float = 0.5
+    brightness: float = 0.5
+    num_workers: int = 2
+    cache_dir: Optional[str] = None
+    gpu_augment: bool = False
+
+    def validate(self) -> None:
+        _choice("data.dataset", self.dataset, tuple(NUM_CLASSES))
+        _choice("data.annotations", self.annotations, ("official", "mma", "maedfer", "hicmae"))
+        _choice("data.source", self.source, ("frames", "video"))
+        _choice("data.audio_policy", self.audio_policy, ("error", "silence"))
+        _choice("data.on_error", self.on_error, ("raise", "skip"))
+        _choice("data.normalize", self.normalize, ("none", "imagenet"))
+        if not 1 <= self.fold <= 5:
+            raise ConfigError(f"data.fold={self.fold} is not a fold of the 5-fold protocol (1-5)")
+        if self.annotations != "official" and not (self.train_list and self.test_list):
+            raise ConfigError(f"data.annotations={self.annotations!r} needs data.train_list and data.test_list")
+        for name in ("resolution", "num_frames", "audio_frames", "mel_bins", "sample_rate"):
+            _positive(f"data.{name}", getattr(self, name))
+        if len(self.crop_area) != 2 or len(self.crop_ratio) != 2:
+            raise ConfigError("data.crop_area and data.crop_ratio are [low, high] pairs")
+
+
+@dataclass
+class TrainConfig:
+    """Optimisation (paper section 4.2 and the authors' main.py)."""
+
+    epochs: int = 25
+    batch_size: int = 8  # global batch = micro-batch x grad-accumulation x world size
+    micro_batch_size: Optional[int] = None  # None: batch_size / world size
+    lr: float = 1e-4
+    weight_decay: float = 1e-2
+    betas: tuple = (0.9, 0.999)
+    eps: float = 1e-8
+    schedule: str = "cosine"  # CosineAnnealingLR to 0 over `epochs`
+    schedule_step: str = "epoch"  # authors step once per epoch; "iteration" as an option
+    grad_clip: float = 0.0  # 0: off (authors: off)
+    label_smoothing: float = 0.0
+    seed: int = 1
+    validate_every: int = 0  # epochs between evaluations on the test fold; 0: final only
+    log_every: int = 10
+    max_steps_per_epoch: int = 0  # 0: the whole epoch; >0 truncates (smoke tests)
+
+    def validate(self) -> None:
+        _positive("train.epochs", self.epochs)
+        _positive("train.batch_size", self.batch_size)
+        _choice("train.schedule", self.schedule, ("cosine", "constant"))
+        _choice("train.schedule_step", self.schedule_step, ("epoch", "iteration"))
+        if self.lr <= 0:
+            raise ConfigError(f"train.lr={self.lr} must be > 0")
+
+
+@dataclass
+class EvalConfig:
+    """Test protocol: the final epoch, 1-clip and the 2-clip average (paper Table 1, *)."""
+
+    clips: tuple = (1, 2)
+    batch_size: int = 8
+
+    def validate(self) -> None:
+        if not self.clips or any(c not in (1, 2) for c in self.clips):
+            raise ConfigError(f"eval.clips={list(self.clips)} must be a non-empty subset of [1, 2]")
+
+
+@dataclass
+class Config:
+    model: ModelConfig = field(default_factory=ModelConfig)
+    data: DataConfig = field(default_factory=DataConfig)
+    train: TrainConfig = field(default_factory=TrainConfig)
+    eval: EvalConfig = field(default_factory=EvalConfig)
+    output_dir: Optional[str] = None  # None: runs/<dataset>/res<R>/fold<k>
+    name: str = "mma_dfer"
+
+    def validate(self) -> "Config":
+        for section in (self.model, self.data, self.train, self.eval):
+            section.validate()
+        if self.model.num_classes is None:
+            self.model.num_classes = NUM_CLASSES[self.data.dataset]
+        elif self.model.num_classes != NUM_CLASSES[self.data.dataset]:
+            raise ConfigError(f"model.num_classes={self.model.num_classes} but data.dataset="
+                              f"{self.data.dataset!r} has {NUM_CLASSES[self.data.dataset]} classes")
+        return self
+
+    @property
+    def run_dir(self) -> Path:
+        if self.output_dir:
+            return Path(self.output_dir)
+        return Path("runs") / self.data.dataset / f"res{self.data.resolution}" / f"fold{self.data.fold}"
+
+    def to_dict(self) -> dict:
+        return _plain(dataclasses.asdict(self))
+
+
+def _plain(value):
+    if isinstance(value, dict):
+        return {k: _plain(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_plain(v) for v in value]
+    return value
+
+
+def _choice(name: str, value, allowed) -> None:
+    if value not in allowed:
+        raise ConfigError(f"{name}={value!r} is not one of {list(allowed)}")
+
+
+def _positive(name: str, value) -> None:
+    if value <= 0:
+        raise ConfigError(f"{name}={value} must be > 0")
+
+
+# ---------------------------------------------------------------------------------------
+# Loading and overriding
+# ---------------------------------------------------------------------------------------
+
+def _check_type(key: str, value, annotation):
+    """Coerce ``value`` to the field's annotated type or raise a ConfigError naming ``key``."""
+    origin = typing.get_origin(annotation)
+    args = typing.get_args(annotation)
+    if origin in (typing.Union, types.UnionType):
+        if value is None and type(None) in args:
+            return None
+        inner = [a for a in args if a is not type(None)]
+        return _check_type(key, value, inner[0])
+    if annotation is bool:
+        if not isinstance(value, bool):
+            raise ConfigError(f"{key} expects true/false, got {value!r}")
+        return value
+    if annotation is int:
+        if isinstance(value, bool) or not isinstance(value, int):
+            raise ConfigError(f"{key} expects an integer, got {value!r}")
+        return value
+    if annotation is float:
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            raise ConfigError(f"{key} expects a number, got {value!r}")
+        return float(value)
+    if annotation is str:
+        if not isinstance(value, str):
+            raise ConfigError(f"{key} expects a string, got {value!r}")
+        return value
+    if annotation is tuple:
+        if not isinstance(value, (list, tuple)):
+            raise ConfigError(f"{key} expects a list, got {value!r}")
+        return tuple(value)
+    return value
+
+
+def _apply(obj, values: dict, prefix: str) -> None:
+    hints = typing.get_type_hints(type(obj))
+    names = [f.name for f in dataclasses.fields(obj)]
+    for key, value in values.items():
+        dotted = f"{prefix}{key}"
+        if key not in names:
+            close = difflib.get_close_matches(key, names, n=1)
+            hint = f" (did you mean {prefix}{close[0]}?)" if close else ""
+            raise ConfigError(f"unknown config key {dotted!r}{hint}")
+        current = getattr(obj, key)
+        if dataclasses.is_dataclass(current):
+            if not isinstance(value, dict):
+                raise ConfigError(f"{dotted} is a section; expected a mapping, got {value!r}")
+            _apply(current, value, dotted + ".")
+        else:
+            setattr(obj, key, _check_type(dotted, value, hints[key]))
+
+
+def _read_yaml(path: Path, seen: tuple = ()) -> dict:
+    path = path.resolve()
+    if path in seen:
+        raise ConfigError(f"config {path} includes itself through 'base:'")
+    if not path.is_file():
+        raise ConfigError(f"config file not found: {path}")
+    with open(path) as f:
+        data = yaml.safe_load(f) or {}
+    if not isinstance(data, dict):
+        raise ConfigError(f"config {path} must be a mapping at top level")
+    base = data.pop("base", None)
+    if base is None:
+        return data
+    merged = _read_yaml((path.parent / base), seen + (path,))
+    return _merge(merged, data)
+
+
+def _merge(a: dict, b: dict) -> dict:
+    out = dict(a)
+    for k, v in b.items():
+        out[k] = _merge(out[k], v) if isinstance(v, dict) and isinstance(out.get(k), dict) else v
+    return out
+
+
+def parse_override(item: str) -> dict:
+    """``"train.epochs=2"`` -> ``{"train": {"epochs": 2}}`` (the value is parsed as YAML)."""
+    if "=" not in item:
+        raise ConfigError(f"override {item!r} is not of the form section.key=value")
+    key, raw = item.split("=", 1)
+    value = yaml.safe_load(raw) if raw.strip() else None
+    out: dict = value
+    for part in reversed(key.strip().split(".")):
+        out = {part: out}
+    return out
+
+
+def load_config(path: Optional[str | os.PathLike] = None, overrides: Optional[list] = None) -> Config:
+    """Defaults, then the YAML file (and its bases), then ``key=value`` overrides; validated."""
+    cfg = Config()
+    merged: dict = _read_yaml(Path(path)) if path else {}
+    for item in overrides or []:
+        merged = _merge(merged, parse_override(item))
+    _apply(cfg, merged, "")
+    return cfg.validate()
+
+
+def save_config(cfg: Config, path: str | os.PathLike) -> None:
+    """Write the fully resolved config (what the run actually used) as YAML, atomically."""
+    from mma_dfer.utils import atomic_write_text
+
+    atomic_write_text(path, yaml.safe_dump(cfg.to_dict(), sort_keys=False))

@@ -1,0 +1,32 @@
+from setuptools import find_packages, setup
+
+setup(
+    name="mma-dfer",
+    version="0.1.0",
+    description="MMA-DFER (CVPRW 2024) as a DeepSpeed/SLURM training system",
+    python_requires=">=3.10",
+    packages=find_packages(include=["mma_dfer", "mma_dfer.*"]),
+    # One tested set (Python 3.11, CPU and CUDA 13 wheels): torch and torchaudio of the same
+    # release; torchvision is the release timm needs beside that torch.
+    install_requires=[
+        "torch==2.11.0",
+        "torchaudio==2.11.0",
+        "torchvision==0.26.0",
+        "timm==1.0.31",
+        "deepspeed==0.19.8",
+        "decord==0.6.0",
+        "submitit==1.5.4",
+        "tensorboard==2.21.0",
+        "pyyaml==6.0.3",
+        "numpy>=1.26,<3",
+        "pillow>=10",
+        "tqdm>=4.66",
+        "av==18.1.0",  # writes the generated H.264/AAC test clips
+    ],
+    extras_require={
+        "dev": ["pytest==9.0.3", "pytest-timeout==2.4.0", "scikit-image==0.26.0"],
+        # MTCNN face crops for `prepare`; install with --no-deps (see README).
+        "faces": ["facenet-pytorch==2.6.0", "requests"],
+    },
+    entry_points={"console_scripts": ["mma-dfer=mma_dfer.cli:main"]},
+)

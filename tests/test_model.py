@@ -1,0 +1,187 @@
+"""The MMA-DFER model core: structure, parameter counts, identities, shapes."""
+import pytest
+import timm
+import torch
+
+from mma_dfer.config import ConfigError, ModelConfig, load_config
+from mma_dfer.models import MMADFER, build_model
+
+AUTHORS_TRAINABLE_160 = 7_558_687  # main.py's count, incl. 2 unused norm2 LayerNorms (2 x 1,024)
+UNUSED_NORM2 = 2 * 2 * 512
+
+
+def meta_model(*overrides):
+    with torch.device("meta"):
+        return build_model(load_config(None, list(overrides)), load_pretrained=False)
+
+
+def trainable(model):
+    return sum(p.numel() for p in model.parameters() if p.requires_grad)
+
+
+def test_default_trainable_count_matches_authors_minus_dead_norms():
+    assert trainable(meta_model()) == AUTHORS_TRAINABLE_160 - UNUSED_NORM2 == 7_556_639
+
+
+def test_224_count_grows_by_the_pos_embed_rows():
+    # authors: 7,632,415 at 224 (image pos_embed 203 rows instead of 107)
+    assert trainable(meta_model("data.resolution=224")) == 7_632_415 - UNUSED_NORM2
+
+
+@pytest.mark.parametrize("d,paper_millions", [(128, 7.5), (256, 12.3), (512, 21.7)])
+def test_latent_size_variants_match_table6(d, paper_millions):
+    n = trainable(meta_model(f"model.fusion_dim={d}"))
+    assert n == 2_828_831 + 36_936 * d  # 12 blocks x (3,078 d + 1,538) + the rest
+    assert abs(n / 1e6 - paper_millions) < 0.1
+
+
+def test_latent_64_does_not_reach_the_papers_5_9m():
+    # Table 6 lists 5.9M for d=64; the same architecture that gives 7.5/12.3/21.7 gives 5.19M.
+    assert trainable(meta_model("model.fusion_dim=64")) == 5_192_735
+
+
+def test_only_adapters_are_trainable():
+    model = meta_model()
+    for name, p in model.named_parameters():
+        in_encoder = name.startswith(("video_encoder.", "audio_encoder."))
+        if in_encoder:
+            assert p.requires_grad == name.endswith(".pos_embed"), name
+        else:
+            assert p.requires_grad, name
+    parts = {k for k, v in model.param_groups().items() if any(p.requires_grad for _, p in v)}
+    assert parts == {"prompts", "pos_embed", "fusion", "jam", "mtt", "classifier"}
+
+
+def test_gradients_reach_every_trainable_parameter_and_no_frozen_one(tiny_cfg):
+    model = build_model(tiny_cfg)
+    with torch.no_grad():
+        for blk in model.fusion:
+            blk.video_gate.fill_(0.5)
+            blk.audio_gate.fill_(0.5)
+    d = tiny_cfg.data
+    model.train()
+    logits = model(torch.rand(2, d.num_frames, 3, d.resolution, d.resolution), torch.randn(2, 1, d.audio_frames, 128))
+    logits.logsumexp(-1).sum().backward()
+    for name, p in model.named_parameters():
+        if p.requires_grad:
+            assert p.grad is not None and p.grad.abs().sum() > 0, name
+        else:
+            assert p.grad is None, name
+
+
+def _timm_reference(encoder, in_chans, size):
+    """timm's own VisionTransformer with the encoder's weights (an independent forward pass)."""
+    cfg = dict(img_size=size, patch_size=16, in_chans=in_chans, embed_dim=encoder.embed_dim,
+               depth=len(encoder.blocks), num_heads=encoder.blocks[0].attn.num_heads, qkv_bias=True,
+               num_classes=0, global_pool="token")
+    vit = timm.models.vision_transformer.VisionTransformer(**cfg, norm_layer=torch.nn.LayerNorm)
+    for m in vit.modules():
+        if isinstance(m, torch.nn.LayerNorm):
+            m.eps = 1e-6
+    sd = {k: v for k, v in encoder.state_dict().items()}
+    sd["pos_embed"] = sd["pos_embed"][:, : 1 + encoder.num_patches]
+    vit.load_state_dict(sd, strict=False)
+    return vit.eval()
+
+
+def test_zero_gates_and_no_prompts_give_the_plain_frozen_encoders(tiny_cfg):
+    tiny_cfg.model.num_prompts = tiny_cfg.model.prompt_updates = 0
+    model = build_model(tiny_cfg).eval()
+    d = tiny_cfg.data
+    video = torch.rand(2, d.num_frames, 3, d.resolution, d.resolution)
+    audio = torch.randn(2, 1, d.audio_frames, 128)
+    with torch.no_grad():
+        xv, xa = model.encode(video, audio)
+        ref_v = _timm_reference(model.video_encoder, 3, d.resolution).forward_features(video.flatten(0, 1))
+        ref_a = _timm_reference(model.audio_encoder, 1, (d.audio_frames, 128)).forward_features(audio)
+    torch.testing.assert_close(model.video_encoder.norm(xv), ref_v, rtol=0, atol=1e-5)
+    torch.testing.assert_close(model.audio_encoder.norm(xa), ref_a, rtol=0, atol=1e-5)
+
+
+def test_progressive_prompts_are_added_to_their_slots_only():
+    from mma_dfer.models.prompts import ProgressivePrompts
+
+    prompts = ProgressivePrompts(num_prompts=6, num_updates=2, depth=12, dim=4)
+    x = torch.zeros(1, 10, 4)  # CLS, 3 patches, 6 prompt slots: offset 4
+    after0 = prompts.update(0, x, offset=4)
+    torch.testing.assert_close(after0[0, 4:7], prompts.progressive[0].detach())
+    assert after0[0, :4].abs().sum() == 0 and after0[0, 7:].abs().sum() == 0
+    after6 = prompts.update(6, x, offset=4)
+    torch.testing.assert_close(after6[0, 7:10], prompts.progressive[1].detach())
+    assert all(prompts.update(i, x, 4) is x for i in (1, 5, 7, 11))
+    assert [prompts.update_index(i) for i in range(12)] == [0] + [None] * 5 + [1] + [None] * 5
+
+
+@pytest.mark.parametrize("updates,blocks", [(12, list(range(12))), (6, [0, 2, 4, 6, 8, 10]), (4, [0, 3, 6, 9]),
+                                            (2, [0, 6]), (0, [])])
+def test_table7_update_frequencies(updates, blocks):
+    from mma_dfer.models.prompts import ProgressivePrompts
+
+    prompts = ProgressivePrompts(num_prompts=12 if updates else 6, num_updates=updates, depth=12, dim=4)
+    assert [i for i in range(12) if prompts.update_index(i) is not None] == blocks
+
+
+def test_invalid_prompt_split_is_a_config_error():
+    with pytest.raises(ConfigError, match="model.num_prompts=6 must be a positive multiple of model.prompt_updates=4"):
+        load_config(None, ["model.prompt_updates=4"])
+
+
+@pytest.mark.parametrize("overrides", [
+    ["model.fusion=none"], ["model.temporal=mean"], ["model.num_prompts=0", "model.prompt_updates=0"],
+    ["model.prompt_updates=0"], ["model.modalities=video", "model.fusion=none"],
+    ["model.modalities=audio", "model.fusion=none"], ["model.grad_checkpointing=true"],
+])
+def test_ablation_switches_run(tiny_cfg, overrides):
+    from mma_dfer.config import _apply, parse_override
+
+    for o in overrides:
+        _apply(tiny_cfg, parse_override(o), "")
+    tiny_cfg.validate()
+    model = build_model(tiny_cfg).train()
+    d = tiny_cfg.data
+    out = model(torch.rand(2, d.num_frames, 3, d.resolution, d.resolution), torch.randn(2, 1, d.audio_frames, 128))
+    out.sum().backward()
+    assert out.shape == (2, 7)
+
+
+def test_grad_checkpointing_gives_the_same_gradients(tiny_cfg):
+    d = tiny_cfg.data
+    video, audio = torch.rand(2, d.num_frames, 3, d.resolution, d.resolution), torch.randn(2, 1, d.audio_frames, 128)
+    grads = []
+    for flag in (False, True):
+        torch.manual_seed(0)
+        tiny_cfg.model.grad_checkpointing = flag
+        model = build_model(tiny_cfg).train()
+        torch.manual_seed(1)  # same drop-path draws
+        model(video, audio).sum().backward()
+        grads.append([p.grad.clone() for p in model.trainable_parameters()])
+    for a, b in zip(*grads):
+        torch.testing.assert_close(a, b, rtol=1e-5, atol=1e-6)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("res", [112, 160, 224])
+def test_full_vit_b_forward_backward(res):
+    model = build_model(load_config(None, [f"data.resolution={res}"]), load_pretrained=False).train()
+    out = model(torch.rand(1, 16, 3, res, res), torch.randn(1, 1, 512, 128))
+    out.sum().backward()
+    assert out.shape == (1, 7)
+    assert model.video_encoder.pos_embed.shape[1] == 1 + (res // 16) ** 2 + 6
+    assert model.audio_encoder.pos_embed.shape[1] == 1 + 32 * 8 + 6
+    assert all(p.grad is not None for p in model.trainable_parameters())
+
+
+def test_params_command_prints_the_trainable_line(capsys, tiny_cfg):
+    from mma_dfer.cli import main
+    from tests.conftest import ROOT
+
+    assert main(["params", "--config", str(ROOT / "configs/tiny.yaml"), "--set", "model.fusion_dim=8"]) == 0
+    out = capsys.readouterr().out.strip().splitlines()
+    tiny_cfg.model.fusion_dim = 8
+    assert out[-1] == f"trainable: {trainable(build_model(tiny_cfg))}"
+    assert out[0].split() == ["part", "trainable", "frozen"]
+
+
+def test_model_config_rejects_fusion_with_one_modality():
+    with pytest.raises(ConfigError, match="model.fusion"):
+        ModelConfig(modalities="video").validate()
