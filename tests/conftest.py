@@ -35,3 +35,31 @@ def data_cfg(root, dataset, *overrides):
     from mma_dfer.config import load_config
 
     return load_config(None, [f"data.dataset={dataset}", f"data.root={root}", *overrides]).data
+
+
+@pytest.fixture(scope="session")
+def demo_root(tmp_path_factory):
+    """The demo's dataset: 10 clips per DFEW class (56 train / 14 test clips in fold 1)."""
+    from mma_dfer.data.synthetic import make_dataset
+
+    return make_dataset("dfew", tmp_path_factory.mktemp("demo"), clips_per_class=10, seed=0)
+
+
+def train_cmd(*args, launcher="python", gpus=1):
+    import sys
+
+    if launcher == "deepspeed":
+        return [sys.executable, "-m", "deepspeed.launcher.runner", "--num_gpus", str(gpus),
+                str(ROOT / "launch/train.py"), *args]
+    return [sys.executable, str(ROOT / "launch/train.py"), *args]
+
+
+def run_train(*args, launcher="python", gpus=1, env=None, check=True):
+    import subprocess
+
+    full_env = {**os.environ, "DS_ACCELERATOR": "cpu", **(env or {})}
+    proc = subprocess.run(train_cmd(*args, launcher=launcher, gpus=gpus), cwd=ROOT, env=full_env,
+                          capture_output=True, text=True, timeout=900)
+    if check and proc.returncode != 0:
+        raise AssertionError(f"training exited {proc.returncode}:\n{proc.stdout[-3000:]}\n{proc.stderr[-5000:]}")
+    return proc

@@ -1,0 +1,38 @@
+"""Command line of ``launch/train.py``: parse, load the config, run, map errors to exit codes."""
+from __future__ import annotations
+
+import argparse
+import sys
+
+
+def parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(description="Train MMA-DFER on one fold (DeepSpeed).")
+    p.add_argument("--config", required=True, help="experiment YAML (configs/*.yaml)")
+    p.add_argument("--deepspeed_config", "--deepspeed-config", dest="deepspeed_config",
+                   default="ds_configs/cpu_fp32.json", help="DeepSpeed JSON (ZeRO stage, precision)")
+    p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
+                   help="override a config field (repeatable), e.g. --set train.epochs=2")
+    p.add_argument("--resume", default="auto",
+                   help="auto: newest complete checkpoint of the run if any (default); never; or a checkpoint dir")
+    p.add_argument("--local_rank", "--local-rank", type=int, default=None, help=argparse.SUPPRESS)  # deepspeed
+    return p
+
+
+def main(argv=None) -> int:
+    from mma_dfer.config import ConfigError, load_config
+    from mma_dfer.data.annotations import AnnotationError
+    from mma_dfer.data.video import ClipError
+    from mma_dfer.engine.trainer import PREEMPTED_EXIT_CODE, Preempted, TrainingError, run
+    from mma_dfer.models.checkpoints import CheckpointError
+
+    args = parser().parse_args(argv)
+    try:
+        cfg = load_config(args.config, args.overrides)
+        run(cfg, args.deepspeed_config, args.resume)
+    except Preempted as e:
+        print(f"preempted: {e}; rerun with --resume auto to continue", file=sys.stderr)
+        return PREEMPTED_EXIT_CODE
+    except (ConfigError, AnnotationError, ClipError, CheckpointError, TrainingError) as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    return 0

@@ -1,0 +1,447 @@
+"""One fold at one resolution, trained the paper's way through the DeepSpeed engine.
+
+``run(cfg, ds_config, resume)`` is the whole job: distributed set-up, data, model, DeepSpeed,
+the epoch loop (cosine LR stepped per epoch, checkpoint every epoch and on SIGUSR1/SIGTERM),
+the final 1-clip and 2-clip evaluation and ``result.json``. Exit paths: normal completion;
+:class:`Preempted` after a signal (checkpoint written, the caller requeues); an exception
+(nothing overwritten).
+"""
+from __future__ import annotations
+
+import json
+import logging
+import math
+import os
+import platform
+import random
+import resource
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Optional
+
+import numpy as np
+import torch
+import torch.distributed as dist
+import torch.nn.functional as F
+
+from mma_dfer.config import Config, save_config
+from mma_dfer.data.annotations import read_split
+from mma_dfer.data.dataset import ClipDataset, collate
+from mma_dfer.engine import checkpointing
+from mma_dfer.engine.distributed import DistEnv, detect
+from mma_dfer.engine.evaluate import evaluate
+from mma_dfer.engine.logging import RunLogger
+from mma_dfer.engine.sampler import GlobalBatchSampler
+from mma_dfer.labels import CLASS_NAMES
+from mma_dfer.utils import atomic_write_json
+
+log = logging.getLogger("mma_dfer.train")
+
+PREEMPTED_EXIT_CODE = 75  # EX_TEMPFAIL: checkpointed on a signal; requeue and resume
+MAX_BAD_STEPS = 20  # consecutive non-finite losses the fp16 loss scaler may absorb
+FAULT_ENV = "MMA_DFER_TEST_SIGNAL_AT_STEP"  # test hook: rank 0 signals itself after this step
+
+
+class TrainingError(RuntimeError):
+    """The run cannot continue (bad DeepSpeed config, non-finite loss, ...)."""
+
+
+class Preempted(Exception):
+    """A signal asked the run to stop; a resumable checkpoint has been written."""
+
+
+# -- DeepSpeed configuration ---------------------------------------------------------------
+
+def deepspeed_config(path: str | Path, cfg: Config, world: int) -> dict:
+    """The JSON with the batch sizes and clipping filled in from ``train.*``.
+
+    DeepSpeed's JSON owns ZeRO and precision; the optimizer, schedule, batch and clipping are
+    the config's. A JSON that sets any of them to something else is an error, not a merge."""
+    path = Path(path)
+    try:
+        ds = json.loads(path.read_text())
+    except (OSError, ValueError) as e:
+        raise TrainingError(f"cannot read DeepSpeed config {path}: {e}") from None
+    for key in ("optimizer", "scheduler"):
+        if key in ds:
+            raise TrainingError(f"{path}: remove '{key}': the optimizer and LR schedule come from train.* "
+                                "(AdamW, cosine) so that one config describes the run")
+    t = cfg.train
+    micro = t.micro_batch_size or t.batch_size // world
+    if micro < 1 or t.batch_size % (micro * world):
+        raise TrainingError(f"train.batch_size={t.batch_size} (the paper's global batch) is not micro-batch "
+                            f"{micro} x world size {world} x a whole number of accumulation steps; set "
+                            "train.micro_batch_size or change the number of GPUs")
+    wanted = {"train_batch_size": t.batch_size, "train_micro_batch_size_per_gpu": micro,
+              "gradient_accumulation_steps": t.batch_size // (micro * world)}
+    if t.grad_clip > 0:
+        wanted["gradient_clipping"] = t.grad_clip
+    for key, value in wanted.items():
+        if key in ds and ds[key] != value:
+            raise TrainingError(f"{path}: {key}={ds[key]} disagrees with the config ({value} from train.batch_size="
+                                f"{t.batch_size}, train.micro_batch_size, train.grad_clip and world size {world})")
+        ds[key] = value
+    if ds.get("fp16", {}).get("enabled") and not torch.cuda.is_available():
+        raise TrainingError(f"{path}: fp16 needs a GPU (DeepSpeed refuses fp16 on most CPUs); "
+                            "use ds_configs/cpu_fp32.json or cpu_bf16.json")
+    return ds
+
+
+def cosine_lr(cfg: Config, epoch: int, step_in_epoch: int, steps_per_epoch: int) -> float:
+    """CosineAnnealingLR to 0 over the epochs, stepped once per epoch (authors) or per step."""
+    t = cfg.train
+    if t.schedule == "constant":
+        return t.lr
+    progress = epoch if t.schedule_step == "epoch" else epoch + step_in_epoch / max(steps_per_epoch, 1)
+    return 0.5 * t.lr * (1 + math.cos(math.pi * progress / t.epochs))
+
+
+def set_lr(optimizer, lr: float) -> None:
+    for group in optimizer.param_groups:
+        group["lr"] = lr
+
+
+# -- helpers -------------------------------------------------------------------------------
+
+def seed_everything(seed: int) -> None:
+    random.seed(seed)
+    np.random.seed(seed)
+    torch.manual_seed(seed)
+
+
+def rng_state() -> dict:
+    return {"torch": torch.get_rng_state(), "numpy": np.random.get_state()[1].tolist(),
+            "numpy_pos": int(np.random.get_state()[2]), "python": list(random.getstate()[1])}
+
+
+def set_rng_state(state: dict) -> None:
+    torch.set_rng_state(state["torch"])
+    np.random.set_state(("MT19937", np.array(state["numpy"], dtype=np.uint32), state["numpy_pos"], 0, 0.0))
+    random.setstate((3, tuple(state["python"]), None))
+
+
+def peak_memory_mb(device) -> float:
+    if device.type == "cuda":
+        return torch.cuda.max_memory_allocated(device) / 2 ** 20
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
+def git_commit() -> Optional[str]:
+    try:
+        out = subprocess.run(["git", "rev-parse", "HEAD"], cwd=Path(__file__).parent, capture_output=True,
+                             text=True, timeout=5)
+        return out.stdout.strip() or None
+    except (OSError, subprocess.TimeoutExpired):
+        return None
+
+
+def versions() -> dict:
+    import deepspeed
+    import timm
+
+    return {"python": platform.python_version(), "torch": torch.__version__, "deepspeed": deepspeed.__version__,
+            "timm": timm.__version__}
+
+
+class StopFlag:
+    """Set by SIGUSR1/SIGTERM (SLURM's warning before a time limit or preemption) while the
+    context is active; the previous handlers come back on exit."""
+
+    SIGNALS = (signal.SIGUSR1, signal.SIGTERM)
+
+    def __init__(self):
+        self.raised: Optional[int] = None
+
+    def __enter__(self):
+        self.previous = {sig: signal.signal(sig, self._handle) for sig in self.SIGNALS}
+        return self
+
+    def __exit__(self, *exc):
+        for sig, handler in self.previous.items():
+            signal.signal(sig, handler)
+
+    def _handle(self, signum, frame):
+        self.raised = signum
+
+
+def all_max(values: list[float], device) -> list[float]:
+    """Element-wise max over ranks (the stop and non-finite flags must agree everywhere)."""
+    t = torch.tensor(values, dtype=torch.float64, device=device)
+    if dist.is_initialized() and dist.get_world_size() > 1:
+        dist.all_reduce(t, op=dist.ReduceOp.MAX)
+    return t.tolist()
+
+
+def all_mean(value: float, device) -> float:
+    t = torch.tensor([value], dtype=torch.float64, device=device)
+    if dist.is_initialized() and dist.get_world_size() > 1:
+        dist.all_reduce(t)
+        t /= dist.get_world_size()
+    return t.item()
+
+
+# -- the run -------------------------------------------------------------------------------
+
+class Trainer:
+    def __init__(self, cfg: Config, ds_config_path: str | Path, resume: str = "auto"):
+        self.cfg = cfg
+        self.env: DistEnv = detect()
+        self.env.export()
+        self.run_dir = cfg.run_dir
+        self.ckpt_dir = self.run_dir / "checkpoints"
+        self.resume = resume
+        self.ds_config_path = ds_config_path
+        logging.basicConfig(level=logging.INFO if self.env.is_main else logging.WARNING,
+                            format=f"[rank{self.env.rank}] %(asctime)s %(levelname)s %(message)s")
+
+    # set-up ------------------------------------------------------------------------------
+    def setup(self) -> None:
+        from mma_dfer.models import build_model
+
+        cfg, env = self.cfg, self.env
+        # configuration and data first: a bad JSON, a missing root or fold fails before any heavy work
+        ds_cfg = deepspeed_config(self.ds_config_path, cfg, env.world_size)
+        self.train_set = ClipDataset(read_split(cfg.data, "train"), cfg.data, train=True, seed=cfg.train.seed)
+        self.test_samples = read_split(cfg.data, "test")
+        import deepspeed
+
+        if not dist.is_initialized():
+            deepspeed.init_distributed(dist_backend="nccl" if torch.cuda.is_available() else "gloo",
+                                       auto_mpi_discovery=False)
+        seed_everything(cfg.train.seed)  # same initial weights on every rank
+        model = build_model(cfg)
+        params = model.trainable_parameters()
+        t = cfg.train
+        optimizer = torch.optim.AdamW(params, lr=t.lr, betas=tuple(t.betas), eps=t.eps, weight_decay=t.weight_decay)
+        self.engine, self.optimizer, _, _ = deepspeed.initialize(model=model, optimizer=optimizer, config=ds_cfg,
+                                                                 dist_init_required=False)
+        self.device = self.engine.device
+        self.dtype = (torch.float16 if self.engine.fp16_enabled() else
+                      torch.bfloat16 if self.engine.bfloat16_enabled() else torch.float32)
+        micro = ds_cfg["train_micro_batch_size_per_gpu"]
+        self.sampler = GlobalBatchSampler(len(self.train_set), t.batch_size, micro, env.rank, env.world_size, t.seed)
+        if self.sampler.steps_per_epoch == 0:
+            raise TrainingError(f"fold {cfg.data.fold} has {len(self.train_set)} training clips, fewer than one "
+                                f"batch of {t.batch_size}")
+        self.logger = RunLogger(self.run_dir, env.is_main)
+        self.state = {"epoch": 0, "step_in_epoch": 0, "global_step": 0, "train_time": 0.0, "samples": 0}
+        seed_everything(t.seed + 1000 * env.rank)  # per-rank stream for drop-path
+
+    def loader(self):
+        from torch.utils.data import DataLoader
+
+        # An explicit generator keeps the loader from drawing on the global RNG, which the
+        # model's drop-path uses: a resumed run then continues the same random stream.
+        return DataLoader(self.train_set, batch_sampler=self.sampler, num_workers=self.cfg.data.num_workers,
+                          collate_fn=collate, generator=torch.Generator().manual_seed(0),
+                          persistent_workers=False)
+
+    # checkpoints ---------------------------------------------------------------------------
+    def save(self, tag: str) -> None:
+        client = {**self.state, "config": self.cfg.to_dict()}
+        tag_dir = self.ckpt_dir / tag
+        tag_dir.mkdir(parents=True, exist_ok=True)
+        torch.save(rng_state(), tag_dir / f"rng_rank{self.env.rank}.pt")
+        checkpointing.save(self.engine, self.ckpt_dir, tag, client, self.env.is_main)
+        log.info("saved checkpoint %s", tag_dir)
+
+    def try_resume(self) -> bool:
+        if self.resume == "never":
+            return False
+        if self.resume == "auto":
+            found = checkpointing.latest(self.ckpt_dir)
+            if found is None:
+                return False
+            tag = found["tag"]
+        else:
+            path = Path(self.resume)
+            tag, self.ckpt_dir = path.name, path.parent
+            if not (path / checkpointing.MARKER).is_file():
+                raise TrainingError(f"--resume {path}: not a complete checkpoint (no {checkpointing.MARKER})")
+        # strict=False: the frozen encoder weights are not in the checkpoint (see checkpointing.save);
+        # every trainable one must be, which is checked here rather than assumed.
+        saved = torch.load(self.ckpt_dir / tag / "mp_rank_00_model_states.pt", map_location="cpu",
+                           weights_only=True)["module"].keys()
+        missing = [n for n, p in self.engine.module.named_parameters() if p.requires_grad and n not in saved]
+        if missing:
+            raise TrainingError(f"checkpoint {self.ckpt_dir / tag} lacks trainable weights {missing[:5]}")
+        _, client = self.engine.load_checkpoint(str(self.ckpt_dir), tag=tag, load_lr_scheduler_states=False,
+                                                load_module_strict=False)
+        if client is None:
+            raise TrainingError(f"cannot load checkpoint {self.ckpt_dir / tag}")
+        self.state = {k: client[k] for k in self.state}
+        rng_file = self.ckpt_dir / tag / f"rng_rank{self.env.rank}.pt"
+        if rng_file.is_file():
+            set_rng_state(torch.load(rng_file, weights_only=True))
+        log.info("resumed from %s (epoch %d, step %d of the epoch)", self.ckpt_dir / tag, self.state["epoch"],
+                 self.state["step_in_epoch"])
+        return True
+
+    # training ------------------------------------------------------------------------------
+    def forward(self, video, audio):
+        return self.engine(video.to(self.device, self.dtype), audio.to(self.device, self.dtype))
+
+    def train_epoch(self, stop: StopFlag) -> None:
+        cfg, st, env = self.cfg, self.state, self.env
+        epoch = st["epoch"]
+        self.train_set.set_epoch(epoch)
+        self.sampler.set_epoch(epoch, st["step_in_epoch"])
+        steps = self.sampler.steps_per_epoch
+        if cfg.train.max_steps_per_epoch:
+            steps = min(steps, cfg.train.max_steps_per_epoch)
+        self.engine.train()
+        bar = None
+        if env.is_main and sys.stderr.isatty():  # in batch logs, log_train prints a line instead
+            from tqdm import tqdm
+
+            bar = tqdm(total=steps, initial=min(st["step_in_epoch"], steps), desc=f"epoch {epoch + 1}/{cfg.train.epochs}",
+                       dynamic_ncols=True, leave=False)
+        losses, bad_steps, skipped, t0, seen = [], 0, [], time.time(), 0
+        fault_at = int(os.environ.get(FAULT_ENV, "0"))
+        for batch in self.loader():
+            if st["step_in_epoch"] >= steps:
+                break
+            lr = cosine_lr(cfg, epoch, st["step_in_epoch"], steps)
+            set_lr(self.optimizer, lr)
+            skipped += batch["skipped"]
+            boundary = self.engine.is_gradient_accumulation_boundary()
+            if "video" in batch:
+                logits = self.forward(batch["video"], batch["audio"])
+                loss = F.cross_entropy(logits.float(), batch["label"].to(self.device),
+                                       label_smoothing=cfg.train.label_smoothing)
+                finite = bool(torch.isfinite(loss))
+                self.engine.backward(loss)
+                losses.append(loss.item())
+                seen += len(batch["label"])
+            else:  # every clip of this micro-batch was skipped: keep the ranks in step
+                finite = True
+                self.engine.backward(sum(p.sum() * 0 for p in self.engine.module.trainable_parameters()))
+            self.engine.step()
+            if not boundary:
+                continue
+            st["step_in_epoch"] += 1
+            st["global_step"] += 1
+            if env.is_main and fault_at and st["global_step"] == fault_at:
+                os.kill(os.getpid(), signal.SIGUSR1)
+            stop_any, bad_any = all_max([float(stop.raised is not None), float(not finite)], self.device)
+            bad_steps = bad_steps + 1 if bad_any else 0
+            if bad_any and (self.dtype != torch.float16 or bad_steps > MAX_BAD_STEPS):
+                raise TrainingError(f"non-finite loss at epoch {epoch + 1}, step {st['step_in_epoch']} "
+                                    f"({bad_steps} in a row); the last checkpoint is left as it was")
+            if bar is not None:
+                bar.update(1)
+                bar.set_postfix(loss=f"{losses[-1]:.4f}" if losses else "-", lr=f"{lr:.2e}")
+            if st["global_step"] % cfg.train.log_every == 0 or st["step_in_epoch"] == steps:
+                self.log_train(losses, seen, time.time() - t0, lr)
+            if stop_any:
+                st["train_time"] += time.time() - t0
+                st["samples"] += int(all_mean(seen, self.device) * env.world_size)
+                self.save(f"step{st['global_step']:07d}")
+                raise Preempted(f"stopped by a signal at epoch {epoch + 1}, step {st['step_in_epoch']}")
+        if bar is not None:
+            bar.close()
+        st["train_time"] += time.time() - t0
+        st["samples"] += int(all_mean(seen, self.device) * env.world_size)
+        if skipped:
+            log.warning("epoch %d: skipped %d bad training clips (data.on_error=skip): %s", epoch + 1, len(skipped),
+                        [self.train_set.samples[i].clip_id for i, _ in skipped])
+        st["epoch"] += 1
+        st["step_in_epoch"] = 0
+
+    def log_train(self, losses, seen, elapsed, lr) -> None:
+        values = {"loss": all_mean(float(np.mean(losses[-self.cfg.train.log_every:])) if losses else 0.0, self.device),
+                  "lr": lr, "samples_per_s": all_mean(seen, self.device) * self.env.world_size / max(elapsed, 1e-9),
+                  "memory_mb": peak_memory_mb(self.device)}
+        norm = self.engine.get_global_grad_norm()
+        if norm is not None:
+            values["grad_norm"] = float(norm)
+        if self.engine.fp16_enabled():
+            values["loss_scale"] = float(self.optimizer.cur_scale)
+        self.logger.scalars(self.state["global_step"], values, prefix="train/")
+        if self.env.is_main and not sys.stderr.isatty():
+            log.info("epoch %d step %d/%d: %s", self.state["epoch"] + 1, self.state["step_in_epoch"],
+                     self.sampler.steps_per_epoch, " ".join(f"{k}={v:.4g}" for k, v in values.items()))
+
+    def evaluate(self, clips: int) -> dict:
+        cfg = self.cfg
+        ds = ClipDataset(self.test_samples, cfg.data, train=False, clips=clips, seed=cfg.train.seed)
+        self.engine.eval()
+        return evaluate(self.forward, ds, cfg.eval.batch_size, cfg.data.num_workers, self.device,
+                        cfg.model.num_classes, self.dtype, self.env.rank, self.env.world_size,
+                        progress=self.env.is_main)
+
+    def run(self) -> Optional[dict]:
+        cfg, env = self.cfg, self.env
+        self.run_dir.mkdir(parents=True, exist_ok=True)
+        self.setup()
+        if env.is_main:
+            save_config(cfg, self.run_dir / "config.yaml")
+        resumed = self.try_resume()
+        if env.is_main:
+            log.info("run %s: %d train clips, %d test clips, %d steps/epoch, world %d (%s)%s", self.run_dir,
+                     len(self.train_set), len(self.test_samples), self.sampler.steps_per_epoch, env.world_size,
+                     env.source, ", resumed" if resumed else "")
+            self.logger.text("config", json.dumps(cfg.to_dict(), indent=2))
+        with StopFlag() as stop:
+            while self.state["epoch"] < cfg.train.epochs:
+                self.train_epoch(stop)
+                self.save(f"epoch{self.state['epoch']:03d}")
+                if cfg.train.validate_every and self.state["epoch"] % cfg.train.validate_every == 0 \
+                        and self.state["epoch"] < cfg.train.epochs:
+                    m = self.evaluate(1)
+                    self.logger.scalars(self.state["global_step"], {"uar": m["uar"], "war": m["war"]}, prefix="eval/")
+        results = {c: self.evaluate(c) for c in sorted(cfg.eval.clips)}
+        return self.finish(results)
+
+    def finish(self, results: dict) -> dict:
+        cfg, st = self.cfg, self.state
+        first = results[min(results)]
+        result = {
+            "dataset": cfg.data.dataset, "fold": cfg.data.fold, "resolution": cfg.data.resolution,
+            "epoch": st["epoch"], "uar": first["uar"], "war": first["war"],
+            "uar_2clip": results[2]["uar"] if 2 in results else None,
+            "war_2clip": results[2]["war"] if 2 in results else None,
+            "num_test_clips": first["num_clips"], "skipped_test_clips": first["skipped"],
+            "confusion_matrix": first["confusion"],
+            "confusion_matrix_2clip": results[2]["confusion"] if 2 in results else None,
+            "class_names": CLASS_NAMES[cfg.data.dataset], "train_time_s": st["train_time"],
+            "samples_per_s": st["samples"] / max(st["train_time"], 1e-9),
+            "peak_memory_mb": all_max([peak_memory_mb(self.device)], self.device)[0],
+            "world_size": self.env.world_size, "precision": str(self.dtype).replace("torch.", ""),
+            "git_commit": git_commit(), "versions": versions(), "name": cfg.name,
+        }
+        if self.env.is_main:
+            atomic_write_json(self.run_dir / "result.json", result)
+            self.logger.scalars(st["global_step"], {"uar": result["uar"], "war": result["war"],
+                                                     "uar_2clip": result["uar_2clip"],
+                                                     "war_2clip": result["war_2clip"]}, prefix="test/")
+            self.logger.confusion(st["global_step"], np.array(first["confusion"]))
+            self.logger.hparams(_flat_hparams(cfg.to_dict()), {"hparam/uar": result["uar"], "hparam/war": result["war"]})
+            self.logger.close()
+            log.info("fold %d res %d: UAR %.2f WAR %.2f (2-clip %s / %s); wrote %s", cfg.data.fold,
+                     cfg.data.resolution, result["uar"], result["war"], _fmt(result["uar_2clip"]),
+                     _fmt(result["war_2clip"]), self.run_dir / "result.json")
+        return result
+
+
+def _fmt(x) -> str:
+    return "-" if x is None else f"{x:.2f}"
+
+
+def _flat_hparams(d: dict, prefix: str = "") -> dict:
+    out = {}
+    for k, v in d.items():
+        if isinstance(v, dict):
+            out.update(_flat_hparams(v, f"{prefix}{k}."))
+        elif isinstance(v, (int, float, str, bool)):
+            out[f"{prefix}{k}"] = v
+        elif v is not None:
+            out[f"{prefix}{k}"] = str(v)
+    return out
+
+
+def run(cfg: Config, ds_config: str | Path, resume: str = "auto") -> Optional[dict]:
+    return Trainer(cfg, ds_config, resume).run()
