@@ -1,3 +1,15 @@
 #!/usr/bin/env bash
-# System packages the test-suite needs beyond Python (none yet).
+# System packages the test-suite needs beyond Python: a real single-node SLURM with accounting
+# (tests/test_slurm.py starts it with slurm/local-cluster/start.sh). Network is used here only.
 set -euo pipefail
+pkgs=(munge slurmctld slurmd slurm-client slurmdbd mariadb-server)
+missing=()
+for p in "${pkgs[@]}"; do dpkg -s "$p" >/dev/null 2>&1 || missing+=("$p"); done
+if [ ${#missing[@]} -gt 0 ]; then
+  created=0
+  if [ ! -e /usr/sbin/policy-rc.d ]; then printf '#!/bin/sh\nexit 101\n' > /usr/sbin/policy-rc.d; chmod +x /usr/sbin/policy-rc.d; created=1; fi
+  apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${missing[@]}" >/dev/null
+  [ "$created" = 1 ] && rm -f /usr/sbin/policy-rc.d
+fi
+echo "system packages ready: ${pkgs[*]}"

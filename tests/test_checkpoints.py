@@ -220,3 +220,16 @@ def test_authors_checkpoint_with_foreign_keys_is_refused(tmp_path, monkeypatch):
     save_authors_container(path, state, monkeypatch)
     with pytest.raises(CheckpointError, match=r"odd.pth: .*image_encoder.context_att.0.in_proj_weight"):
         from_authors_checkpoint(path)
+
+
+@pytest.mark.slow
+def test_full_paper_config_loads_real_size_checkpoints_and_trains_a_step(tmp_path):
+    video = write_mae_checkpoint(tmp_path / "mae_face_pretrain_vit_base.pth", "video", seed=1)
+    audio = write_mae_checkpoint(tmp_path / "audiomae_pretrained.pth", "audio", seed=2)
+    cfg = load_config(ROOT / "configs/dfew_160.yaml",
+                      [f"model.video_checkpoint={video}", f"model.audio_checkpoint={audio}"])
+    model = build_model(cfg).train()
+    assert sum(p.numel() for p in model.trainable_parameters()) == 7_556_639
+    out = model(torch.rand(1, 16, 3, 160, 160), torch.randn(1, 1, 512, 128))
+    out.sum().backward()
+    assert out.shape == (1, 7) and model.video_encoder.pos_embed.grad is not None

@@ -52,6 +52,10 @@ class TrainingError(RuntimeError):
 class Preempted(Exception):
     """A signal asked the run to stop; a resumable checkpoint has been written."""
 
+    def __init__(self, message: str, signum: int):
+        super().__init__(message)
+        self.signum = signum
+
 
 # -- DeepSpeed configuration ---------------------------------------------------------------
 
@@ -150,7 +154,7 @@ class StopFlag:
     """Set by SIGUSR1/SIGTERM (SLURM's warning before a time limit or preemption) while the
     context is active; the previous handlers come back on exit."""
 
-    SIGNALS = (signal.SIGUSR1, signal.SIGTERM)
+    SIGNALS = (signal.SIGUSR1, signal.SIGUSR2, signal.SIGTERM)  # USR2: submitit's checkpoint signal
 
     def __init__(self):
         self.raised: Optional[int] = None
@@ -340,7 +344,8 @@ class Trainer:
                 st["train_time"] += time.time() - t0
                 st["samples"] += int(all_mean(seen, self.device) * env.world_size)
                 self.save(f"step{st['global_step']:07d}")
-                raise Preempted(f"stopped by a signal at epoch {epoch + 1}, step {st['step_in_epoch']}")
+                raise Preempted(f"stopped by a signal at epoch {epoch + 1}, step {st['step_in_epoch']}",
+                                stop.raised or signal.SIGUSR1)
         if bar is not None:
             bar.close()
         st["train_time"] += time.time() - t0
@@ -371,7 +376,7 @@ class Trainer:
         self.engine.eval()
         return evaluate(self.forward, ds, cfg.eval.batch_size, cfg.data.num_workers, self.device,
                         cfg.model.num_classes, self.dtype, self.env.rank, self.env.world_size,
-                        progress=self.env.is_main)
+                        progress=self.env.is_main and sys.stderr.isatty())
 
     def run(self) -> Optional[dict]:
         cfg, env = self.cfg, self.env

@@ -1,0 +1,189 @@
+"""Collect every ``result.json`` under a runs root into per-dataset, per-resolution tables.
+
+Per (dataset, resolution): the per-fold UAR/WAR (1-clip and 2-clip), mean and sample std (n-1)
+over the folds, and the paper's Table 1 numbers beside them. A fold that is missing (no
+result, or a run folder whose training failed) is listed by name and the row is marked
+incomplete; its mean is over the folds present and flagged, never passed off as the 5-fold
+mean. Two results for one fold, or a corrupt result, are errors naming the files.
+"""
+from __future__ import annotations
+
+import argparse
+import csv
+import io
+import json
+import statistics
+import sys
+from pathlib import Path
+from typing import Optional
+
+from mma_dfer.utils import atomic_write_json, atomic_write_text
+
+FOLDS = (1, 2, 3, 4, 5)
+REQUIRED = ("dataset", "fold", "resolution", "uar", "war")
+METRICS = ("uar", "war", "uar_2clip", "war_2clip")
+
+# MMA-DFER, paper Table 1: (UAR, WAR) 1-clip and 2-clip ("*").
+PAPER = {
+    "dfew": {"112": (64.24, 75.40, 64.35, 75.48), "160": (66.61, 77.15, 66.51, 77.10),
+             "224": (67.01, 77.51, 66.85, 77.43)},
+    "mafw": {"112": (43.34, 56.46, 43.29, 56.60), "160": (44.19, 57.90, 44.07, 57.85),
+             "224": (44.11, 58.52, 44.25, 58.45)},
+}
+
+
+class AggregateError(RuntimeError):
+    """A result file is corrupt or a fold has two results; names the files."""
+
+
+def read_result(path: Path) -> dict:
+    try:
+        data = json.loads(path.read_text())
+    except (OSError, ValueError) as e:
+        raise AggregateError(f"{path}: corrupt result file ({e})") from None
+    missing = [k for k in REQUIRED if not isinstance(data, dict) or k not in data]
+    if missing:
+        raise AggregateError(f"{path}: corrupt result file (missing {missing})")
+    for k in METRICS:
+        v = data.get(k)
+        if v is not None and not isinstance(v, (int, float)):
+            raise AggregateError(f"{path}: corrupt result file ({k}={v!r} is not a number)")
+    return data
+
+
+def _failed_runs(root: Path) -> dict:
+    """Run folders (a saved config.yaml) without a result: (dataset, res, fold) -> folder."""
+    import yaml
+
+    out = {}
+    for cfg_path in root.rglob("config.yaml"):
+        if (cfg_path.parent / "result.json").exists():
+            continue
+        try:
+            data = (yaml.safe_load(cfg_path.read_text()) or {}).get("data", {})
+            out[(data["dataset"], str(data["resolution"]), int(data["fold"]))] = cfg_path.parent
+        except (OSError, ValueError, KeyError, TypeError, yaml.YAMLError):
+            continue
+    return out
+
+
+def _stats(values: list[float]) -> tuple[Optional[float], Optional[float]]:
+    if not values:
+        return None, None
+    return statistics.fmean(values), statistics.stdev(values) if len(values) > 1 else None
+
+
+def collect(root: str | Path, folds=FOLDS, resolutions: Optional[list[str]] = None) -> dict:
+    """The aggregate JSON: ``{dataset: {resolution: {"folds": {fold: {...}}, "uar_mean", ...}}}``."""
+    root = Path(root)
+    if not root.is_dir():
+        raise AggregateError(f"runs root {root} does not exist")
+    found: dict = {}
+    for path in sorted(root.rglob("result.json")):
+        r = read_result(path)
+        key = (str(r["dataset"]), str(r["resolution"]), int(r["fold"]))
+        if key in found:
+            raise AggregateError(f"two results for {key[0]} res {key[1]} fold {key[2]}: {found[key][0]} and {path}")
+        found[key] = (path, r)
+    failed = _failed_runs(root)
+    table: dict = {}
+    groups = {(d, res) for d, res, _ in list(found) + list(failed)}
+    groups |= {(d, res) for d in {g[0] for g in groups} for res in (resolutions or [])}
+    for dataset, res in sorted(groups, key=lambda g: (g[0], int(g[1]))):
+        row: dict = {"folds": {}}
+        for fold in folds:
+            if (dataset, res, fold) in found:
+                path, r = found[(dataset, res, fold)]
+                row["folds"][str(fold)] = {**{k: r.get(k) for k in METRICS}, "file": str(path)}
+        row["missing"] = [f for f in folds if str(f) not in row["folds"]]
+        row["failed"] = {str(f): str(failed[(dataset, res, f)]) for f in folds if (dataset, res, f) in failed}
+        row["complete"] = not row["missing"]
+        for m in METRICS:
+            vals = [v[m] for v in row["folds"].values() if v[m] is not None]
+            row[f"{m}_mean"], row[f"{m}_std"] = _stats(vals)
+        paper = PAPER.get(dataset, {}).get(res)
+        row["paper"] = dict(zip(METRICS, paper)) if paper else None
+        table.setdefault(dataset, {})[res] = row
+    return table
+
+
+def _cell(mean, std, complete: bool, n: int, total: int) -> str:
+    if mean is None:
+        return "-"
+    text = f"{mean:.2f}" + (f" ± {std:.2f}" if std is not None else "")
+    return text if complete else f"{text} (incomplete: {n}/{total} folds)"
+
+
+def markdown(table: dict, folds=FOLDS) -> str:
+    lines = []
+    for dataset, rows in table.items():
+        lines += [f"### {dataset.upper()}", "",
+                  "| res | " + " | ".join(f"fold {f} UAR/WAR" for f in folds)
+                  + " | UAR | WAR | UAR* | WAR* | paper UAR/WAR | paper* |",
+                  "|---|" + "---|" * (len(folds) + 6)]
+        for res, row in rows.items():
+            cells = []
+            for f in folds:
+                r = row["folds"].get(str(f))
+                cells.append(f"{r['uar']:.2f}/{r['war']:.2f}" if r else
+                             ("failed" if str(f) in row["failed"] else "missing"))
+            n = len(row["folds"])
+            stats = [_cell(row[f"{m}_mean"], row[f"{m}_std"], row["complete"], n, len(folds)) for m in METRICS]
+            p = row["paper"]
+            paper = [f"{p['uar']:.2f}/{p['war']:.2f}", f"{p['uar_2clip']:.2f}/{p['war_2clip']:.2f}"] if p else ["-", "-"]
+            lines.append(f"| {res} | " + " | ".join(cells + stats + paper) + " |")
+        for res, row in rows.items():
+            if row["missing"]:
+                lines.append(f"\n{dataset.upper()} {res}: missing folds {row['missing']}"
+                             + (f"; failed runs: {row['failed']}" if row["failed"] else ""))
+        lines.append("")
+    lines.append("mean ± sample std (n-1) over folds; * = 2-clip average; paper = MMA-DFER Table 1")
+    return "\n".join(lines)
+
+
+def to_csv(table: dict) -> str:
+    buf = io.StringIO()
+    w = csv.writer(buf)
+    w.writerow(["dataset", "resolution", "fold", *METRICS])
+    for dataset, rows in table.items():
+        for res, row in rows.items():
+            for fold, r in row["folds"].items():
+                w.writerow([dataset, res, fold, *[r[m] for m in METRICS]])
+            w.writerow([dataset, res, "mean", *[row[f"{m}_mean"] for m in METRICS]])
+            w.writerow([dataset, res, "std", *[row[f"{m}_std"] for m in METRICS]])
+            if row["paper"]:
+                w.writerow([dataset, res, "paper", *[row["paper"][m] for m in METRICS]])
+    return buf.getvalue()
+
+
+def _parse_folds(text: str) -> tuple:
+    out = []
+    for part in text.split(","):
+        a, _, b = part.partition("-")
+        out += list(range(int(a), int(b or a) + 1))
+    return tuple(out)
+
+
+def main(argv=None) -> int:
+    p = argparse.ArgumentParser(prog="aggregate", description=__doc__.split("\n\n")[0])
+    p.add_argument("runs_root")
+    p.add_argument("--json", help="write the aggregate JSON here")
+    p.add_argument("--csv", help="write per-fold rows, means, stds and the paper's numbers here")
+    p.add_argument("--folds", default="1-5", help="expected folds (default 1-5)")
+    p.add_argument("--resolutions", default="", help="expected resolutions, e.g. 112,160,224 (default: those found)")
+    args = p.parse_args(argv)
+    folds = _parse_folds(args.folds)
+    try:
+        table = collect(args.runs_root, folds, [r for r in args.resolutions.split(",") if r])
+    except AggregateError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    print(markdown(table, folds))
+    if args.json:
+        atomic_write_json(args.json, table)
+    if args.csv:
+        atomic_write_text(args.csv, to_csv(table))
+    complete = bool(table) and all(row["complete"] for rows in table.values() for row in rows.values())
+    if not table:
+        print(f"no results under {args.runs_root}", file=sys.stderr)
+    return 0 if complete else 3

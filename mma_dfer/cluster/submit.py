@@ -1,0 +1,227 @@
+"""The fold x resolution fan-out through submitit (SLURM job arrays, or local/debug executors).
+
+Each job runs :class:`TrainJob`, a picklable callable: it skips a fold whose ``result.json`` is
+already valid, otherwise trains with ``--resume auto`` semantics. On SLURM's warning signal
+(submitit's USR2, or USR1/TERM) the trainer writes a step checkpoint at the next step boundary
+and stops; the signal is then handed back to submitit, whose handler calls
+:meth:`TrainJob.checkpoint` and requeues the job, which resumes from that checkpoint.
+Submitted jobs are written to a manifest so that ``--status`` can report on them later.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import signal
+import sys
+import time
+from pathlib import Path
+from typing import Optional
+
+from mma_dfer.utils import atomic_write_json
+
+MANIFEST = "submit_manifest.json"
+
+
+def parse_list(text: str) -> list[int]:
+    """``"1-3,5"`` -> [1, 2, 3, 5]."""
+    out = []
+    for part in text.split(","):
+        a, _, b = part.strip().partition("-")
+        out += list(range(int(a), int(b or a) + 1))
+    return out
+
+
+def run_dir(runs_root: Path, dataset: str, resolution: int, fold: int) -> Path:
+    return runs_root / dataset / f"res{resolution}" / f"fold{fold}"
+
+
+def valid_result(path: Path) -> Optional[dict]:
+    """The result of a finished run, or None when absent or unreadable."""
+    from mma_dfer.cluster.aggregate import AggregateError, read_result
+
+    try:
+        return read_result(path) if path.is_file() else None
+    except AggregateError:
+        return None
+
+
+class TrainJob:
+    """One (dataset, fold, resolution) training run; submitit calls it and checkpoints it.
+
+    Args:
+        config: experiment YAML.
+        deepspeed_config: DeepSpeed JSON.
+        overrides: ``key=value`` overrides (fold, resolution and output_dir included).
+        output_dir: the run folder (where ``result.json`` and checkpoints go).
+    """
+
+    def __init__(self, config: str, deepspeed_config: str, overrides: list[str], output_dir: str):
+        self.config, self.deepspeed_config = config, deepspeed_config
+        self.overrides, self.output_dir = list(overrides), output_dir
+
+    def __call__(self) -> dict:
+        from mma_dfer.config import load_config
+        from mma_dfer.engine.trainer import Preempted, run
+
+        done = valid_result(Path(self.output_dir) / "result.json")
+        if done is not None:
+            print(f"{self.output_dir}: already finished (valid result.json); skipping")
+            return done
+        _export_distributed_env()
+        cfg = load_config(self.config, [*self.overrides, f"output_dir={self.output_dir}"])
+        try:
+            return run(cfg, self.deepspeed_config, resume="auto")
+        except Preempted as e:
+            print(f"{self.output_dir}: {e}; handing signal {e.signum} to submitit for requeue", flush=True)
+            signal.raise_signal(e.signum)  # submitit's handler: checkpoint() then requeue and exit
+            raise
+
+    def checkpoint(self, *args, **kwargs):
+        """Requeue the same run; it resumes from its newest complete checkpoint."""
+        import submitit
+
+        return submitit.helpers.DelayedSubmission(TrainJob(self.config, self.deepspeed_config, self.overrides,
+                                                           self.output_dir))
+
+
+def _export_distributed_env() -> None:
+    """Inside a submitit job: RANK/WORLD_SIZE/... from the job environment (multi-task jobs)."""
+    import os
+
+    import submitit
+
+    try:
+        env = submitit.JobEnvironment()
+    except RuntimeError:
+        return  # not inside a submitit job (debug executor runs in the caller)
+    if env.num_tasks > 1:
+        submitit.helpers.TorchDistributedEnvironment().export(set_cuda_visible_devices=False)
+    else:
+        for var in ("RANK", "WORLD_SIZE", "LOCAL_RANK", "MASTER_ADDR", "MASTER_PORT"):
+            os.environ.pop(var, None)
+
+
+def make_executor(args, log_dir: Path):
+    import submitit
+
+    ex = submitit.AutoExecutor(folder=str(log_dir / "%j"), cluster=args.cluster,
+                               slurm_max_num_timeout=args.max_requeue)
+    gpus = args.gpus_per_node
+    params = dict(name=f"mma-dfer-{args.dataset}", timeout_min=args.time, nodes=args.nodes,
+                  tasks_per_node=max(gpus, 1), cpus_per_task=args.cpus_per_task)
+    if gpus > 0:
+        params["gpus_per_node"] = gpus
+    if ex.cluster == "slurm":
+        params.update(slurm_signal_delay_s=args.signal_delay)
+        if args.partition:
+            params["slurm_partition"] = args.partition
+        if args.account:
+            params["slurm_account"] = args.account
+        if args.mem:
+            params["slurm_mem"] = args.mem
+        if args.array_parallelism:
+            params["slurm_array_parallelism"] = args.array_parallelism
+    ex.update_parameters(**params)
+    return ex
+
+
+def submit(args) -> int:
+    import submitit
+
+    runs_root = Path(args.runs_root)
+    runs_root.mkdir(parents=True, exist_ok=True)
+    log_dir = runs_root / "submitit_logs"
+    jobs, entries = [], []
+    grid = [(r, f) for r in parse_list(args.resolutions) for f in parse_list(args.folds)]
+    todo = []
+    for res, fold in grid:
+        out = run_dir(runs_root, args.dataset, res, fold)
+        if valid_result(out / "result.json") is not None:
+            print(f"skip {args.dataset} res{res} fold{fold}: {out / 'result.json'} exists")
+            continue
+        config = args.config or f"configs/{args.dataset}_{res}.yaml"
+        overrides = [f"data.dataset={args.dataset}", f"data.fold={fold}", f"data.resolution={res}", *args.overrides]
+        todo.append(((res, fold), TrainJob(config, args.deepspeed_config, overrides, str(out))))
+    if not todo:
+        print("nothing to submit: every run has a valid result.json")
+        return 0
+    ex = make_executor(args, log_dir)
+    with ex.batch():
+        for _, job in todo:
+            jobs.append(ex.submit(job))
+    for ((res, fold), job_fn), job in zip(todo, jobs):
+        entry = {"job_id": str(job.job_id), "dataset": args.dataset, "resolution": res, "fold": fold,
+                 "output_dir": job_fn.output_dir, "stdout": str(job.paths.stdout), "stderr": str(job.paths.stderr),
+                 "cluster": ex.cluster, "folder": str(job.paths.folder), "submitted": time.time()}
+        entries.append(entry)
+        print(f"submitted job {entry['job_id']}: {args.dataset} res{res} fold{fold} -> {entry['output_dir']} "
+              f"(logs {entry['stdout']})")
+    manifest = runs_root / MANIFEST
+    old = json.loads(manifest.read_text()) if manifest.is_file() else []
+    atomic_write_json(manifest, old + entries)
+    print(f"manifest: {manifest}")
+    if args.wait or ex.cluster == "debug":
+        failed = 0
+        for entry, job in zip(entries, jobs):
+            try:
+                r = job.result()
+                print(f"job {entry['job_id']} done: UAR {r['uar']:.2f} WAR {r['war']:.2f}")
+            except Exception as e:  # a job's failure is reported, the others still counted
+                failed += 1
+                print(f"job {entry['job_id']} FAILED: {str(e).splitlines()[-1] if str(e) else type(e).__name__}")
+        return 1 if failed else 0
+    return 0
+
+
+def job_state(entry: dict) -> str:
+    import submitit
+
+    if valid_result(Path(entry["output_dir"]) / "result.json") is not None:
+        return "COMPLETED (result.json)"
+    if entry["cluster"] == "slurm":
+        job = submitit.SlurmJob(folder=Path(entry["folder"]).parent / "%j", job_id=entry["job_id"])
+        return job.state
+    return "UNKNOWN (no result.json; local jobs end with the submitting process)"
+
+
+def status(args) -> int:
+    manifest = Path(args.runs_root) / MANIFEST
+    if not manifest.is_file():
+        print(f"no manifest at {manifest}; submit first", file=sys.stderr)
+        return 2
+    entries = json.loads(manifest.read_text())
+    for e in entries:
+        print(f"{e['job_id']:>14}  {e['dataset']} res{e['resolution']} fold{e['fold']}  {job_state(e):<26} {e['stdout']}")
+    return 0
+
+
+def parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="submit", description=__doc__.split("\n\n")[0])
+    p.add_argument("--dataset", choices=("dfew", "mafw"), default="dfew")
+    p.add_argument("--folds", default="1-5")
+    p.add_argument("--resolutions", default="112,160,224")
+    p.add_argument("--config", help="one YAML for every job (default: configs/<dataset>_<resolution>.yaml)")
+    p.add_argument("--deepspeed_config", "--deepspeed-config", dest="deepspeed_config",
+                   default="ds_configs/zero2_bf16.json")
+    p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE")
+    p.add_argument("--runs-root", default="runs")
+    p.add_argument("--cluster", choices=("slurm", "local", "debug"), default=None,
+                   help="default: SLURM when available, else local")
+    p.add_argument("--nodes", type=int, default=1)
+    p.add_argument("--gpus-per-node", type=int, default=1, help="0: CPU (one task per node)")
+    p.add_argument("--cpus-per-task", type=int, default=8)
+    p.add_argument("--partition")
+    p.add_argument("--account")
+    p.add_argument("--mem", help="e.g. 64G")
+    p.add_argument("--time", type=int, default=12 * 60, help="minutes per job")
+    p.add_argument("--signal-delay", type=int, default=120, help="seconds of warning before the time limit")
+    p.add_argument("--max-requeue", type=int, default=10, help="time-outs a job may be requeued after")
+    p.add_argument("--array-parallelism", type=int, default=0)
+    p.add_argument("--wait", action="store_true", help="wait for the jobs and print their results")
+    p.add_argument("--status", action="store_true", help="report the state of the jobs in the manifest")
+    return p
+
+
+def main(argv=None) -> int:
+    args = parser().parse_args(argv)
+    return status(args) if args.status else submit(args)

@@ -1,0 +1,113 @@
+#!/usr/bin/env bash
+# The paper's protocol as one SLURM job array: 5 folds x 3 resolutions (112/160/224) = 15 tasks,
+# each training one (fold, resolution) run with `srun python launch/train.py` on the GPUs it
+# got, then one aggregation job (afterany dependency) that writes the table.
+#
+#   sbatch slurm/all_folds.sh                                   # DFEW, 15 tasks, 1 GPU each
+#   sbatch --export=ALL,DATASET=mafw slurm/all_folds.sh
+#   sbatch --nodes=2 --ntasks-per-node=8 --gpus-per-node=8 slurm/all_folds.sh   # 16 ranks per run
+#   sbatch --partition=gpu --account=proj --time=4:00:00 --mem=128G slurm/all_folds.sh
+#   sbatch --gpus-per-node=0 --array=0-3 --export=ALL,CPU_ONLY=1,FOLDS="1 2",RESOLUTIONS="112 160" ...
+#
+# Knobs (environment variables, e.g. through --export=ALL,NAME=value):
+#   DATASET       dfew | mafw                                     (default dfew)
+#   FOLDS         folds of the grid, space-separated              (default "1 2 3 4 5")
+#   RESOLUTIONS   resolutions of the grid                         (default "112 160 224")
+#                 task i runs fold FOLDS[i % n_folds] at RESOLUTIONS[i / n_folds]; with a
+#                 reduced grid pass a matching --array (tasks beyond the grid exit at once)
+#   CONFIG        one YAML for every task (default configs/${DATASET}_${RES}.yaml)
+#   DS_CONFIG     DeepSpeed JSON (default ds_configs/zero2_bf16.json; CPU_ONLY: cpu_fp32.json)
+#   SETS          extra config overrides, space-separated key=value (e.g. "data.root=/data/DFEW")
+#   RUNS_ROOT     where runs/<dataset>/res<R>/fold<k>/ go        (default runs)
+#   MMA_DFER_HOME the repository (default: the folder sbatch was called from)
+#   VENV          virtual environment to activate                 (default $MMA_DFER_HOME/.venv)
+#   CPU_ONLY=1    no GPUs: DeepSpeed's CPU accelerator with gloo (request --gpus-per-node=0)
+#
+# Preemption and time limits: SLURM sends USR1 120 s before the limit (--signal); the run writes
+# a checkpoint and exits with code 75, and this script requeues the task, which resumes from the
+# checkpoint. A task requeued by the scheduler (preemption, `scontrol requeue`) resumes the same
+# way. Runs with a valid result.json are skipped, so resubmitting the array is safe.
+#SBATCH --job-name=mma-dfer
+#SBATCH --array=0-14
+#SBATCH --nodes=1
+#SBATCH --ntasks-per-node=1
+#SBATCH --gpus-per-node=1
+#SBATCH --cpus-per-task=8
+#SBATCH --mem=64G
+#SBATCH --time=12:00:00
+#SBATCH --signal=USR1@120
+#SBATCH --requeue
+#SBATCH --open-mode=append
+#SBATCH --output=slurm-%x-%A_%a.out
+set -uo pipefail
+
+DATASET=${DATASET:-dfew}
+FOLDS=${FOLDS:-1 2 3 4 5}
+RESOLUTIONS=${RESOLUTIONS:-112 160 224}
+RUNS_ROOT=${RUNS_ROOT:-runs}
+MMA_DFER_HOME=${MMA_DFER_HOME:-${SLURM_SUBMIT_DIR:-$PWD}}
+VENV=${VENV:-$MMA_DFER_HOME/.venv}
+SETS=${SETS:-}
+if [ "${CPU_ONLY:-0}" = 1 ]; then
+  export DS_ACCELERATOR=cpu
+  DS_CONFIG=${DS_CONFIG:-ds_configs/cpu_fp32.json}
+else
+  DS_CONFIG=${DS_CONFIG:-ds_configs/zero2_bf16.json}
+fi
+
+cd "$MMA_DFER_HOME" || { echo "all_folds.sh: cannot cd to $MMA_DFER_HOME" >&2; exit 1; }
+# shellcheck disable=SC1091
+[ -f "$VENV/bin/activate" ] && . "$VENV/bin/activate"
+
+read -ra folds <<< "$FOLDS"
+read -ra resolutions <<< "$RESOLUTIONS"
+n_folds=${#folds[@]}
+total=$(( n_folds * ${#resolutions[@]} ))
+task=${SLURM_ARRAY_TASK_ID:-0}
+array_id=${SLURM_ARRAY_JOB_ID:-${SLURM_JOB_ID:-0}}
+mkdir -p "$RUNS_ROOT"
+
+# The aggregation job, submitted once per array by its lowest task (a marker guards requeues).
+marker=$RUNS_ROOT/.aggregate-submitted-$array_id
+if [ "$task" = "${SLURM_ARRAY_TASK_MIN:-0}" ] && [ -n "${SLURM_JOB_ID:-}" ] && mkdir "$marker" 2>/dev/null; then
+  fold_list=$(IFS=,; echo "${folds[*]}")
+  res_list=$(IFS=,; echo "${resolutions[*]}")
+  sbatch --dependency="afterany:$array_id" --job-name=mma-dfer-aggregate --nodes=1 --ntasks=1 \
+    --cpus-per-task=1 --mem=2G --time=30 ${SLURM_JOB_PARTITION:+--partition=$SLURM_JOB_PARTITION} \
+    ${SLURM_JOB_ACCOUNT:+--account=$SLURM_JOB_ACCOUNT} --output="$RUNS_ROOT/aggregate-$array_id.out" \
+    --wrap="cd '$MMA_DFER_HOME' && { [ -f '$VENV/bin/activate' ] && . '$VENV/bin/activate'; true; } && \
+python launch/aggregate.py '$RUNS_ROOT' --json '$RUNS_ROOT/aggregate.json' --csv '$RUNS_ROOT/aggregate.csv' \
+--folds '$fold_list' --resolutions '$res_list'; test \$? -ne 2" \
+    || echo "all_folds.sh: could not submit the aggregation job" >&2
+fi
+
+if [ "$task" -ge "$total" ]; then
+  echo "task $task is beyond the grid of $total runs (FOLDS='$FOLDS' RESOLUTIONS='$RESOLUTIONS'); nothing to do"
+  exit 0
+fi
+fold=${folds[$(( task % n_folds ))]}
+res=${resolutions[$(( task / n_folds ))]}
+out=$RUNS_ROOT/$DATASET/res$res/fold$fold
+config=${CONFIG:-configs/${DATASET}_${res}.yaml}
+
+if python -c "import sys; from pathlib import Path; from mma_dfer.cluster.submit import valid_result; \
+sys.exit(0 if valid_result(Path('$out/result.json')) else 1)"; then
+  echo "$out: already finished (valid result.json); skipping"
+  exit 0
+fi
+
+sets=(--set "data.dataset=$DATASET" --set "data.fold=$fold" --set "data.resolution=$res" --set "output_dir=$out")
+for kv in $SETS; do sets+=(--set "$kv"); done
+echo "task $task: $DATASET fold $fold res $res -> $out (restart ${SLURM_RESTART_COUNT:-0}, ${SLURM_NTASKS:-1} ranks)"
+srun --kill-on-bad-exit=1 python launch/train.py --config "$config" --deepspeed_config "$DS_CONFIG" \
+  "${sets[@]}" --resume auto
+rc=$?
+case $rc in
+  0) echo "task $task done: $out/result.json" ;;
+  75|138|143)  # checkpointed on a signal (or killed by USR1/TERM before training started)
+    echo "task $task stopped by a signal (exit $rc); requeueing job ${SLURM_JOB_ID:-?}"
+    [ -n "${SLURM_JOB_ID:-}" ] && scontrol requeue "$SLURM_JOB_ID"
+    exit 0 ;;
+  *) echo "task $task failed with exit code $rc" >&2 ;;
+esac
+exit "$rc"
