@@ -24,9 +24,11 @@ setup(
         "av==18.1.0",  # writes the generated H.264/AAC test clips
     ],
     extras_require={
-        "dev": ["pytest==9.0.3", "pytest-timeout==2.4.0", "scikit-image==0.26.0"],
-        # MTCNN face crops for `prepare`; install with --no-deps (see README).
-        "faces": ["facenet-pytorch==2.6.0", "requests"],
+        # scikit-image: the astronaut photo of the face tests; requests: imported by facenet-pytorch
+        "dev": ["pytest==9.0.3", "pytest-timeout==2.4.0", "scikit-image==0.26.0", "requests"],
+        # MTCNN face crops for `prepare` also need `pip install --no-deps facenet-pytorch==2.6.0`:
+        # its metadata pins torch<2.3, which would replace this torch (see README).
+        "faces": ["requests"],
     },
     entry_points={"console_scripts": ["mma-dfer=mma_dfer.cli:main"]},
 )

@@ -53,8 +53,36 @@ def _demo(sub) -> None:
     p.set_defaults(func=run)
 
 
+def _prepare(sub) -> None:
+    def run(args):
+        from mma_dfer.data.prepare import run as prepare_run
+
+        return prepare_run(args)
+
+    from mma_dfer.data.prepare import add_arguments
+
+    p = sub.add_parser("prepare", help="extract 16 kHz audio and MTCNN faces from the raw datasets")
+    add_arguments(p)
+    p.set_defaults(func=run)
+
+
+def _verify(sub) -> None:
+    def run(args):
+        from mma_dfer.data.verify import run as verify_run
+
+        return verify_run(args)
+
+    p = sub.add_parser("verify", help="check a prepared dataset: every clip decodes, counts per fold")
+    p.add_argument("--config", help="experiment YAML (data.dataset, data.root, data.source, ...)")
+    p.add_argument("--fold", default="all", help="1-5 or all (default)")
+    p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE")
+    p.set_defaults(func=run)
+
+
 def register(sub) -> None:
     """Attach the data, demo and toolkit sub-commands to ``sub``."""
     _make_data(sub)
     _inspect_clip(sub)
     _demo(sub)
+    _prepare(sub)
+    _verify(sub)

@@ -152,3 +152,41 @@ def test_cosine_schedule_is_stepped_per_epoch():
     assert cosine_lr(cfg, 3, 50, 100) == lrs[3]
     cfg.train.schedule_step = "iteration"
     assert lrs[3] > cosine_lr(cfg, 3, 50, 100) > lrs[4]
+
+
+def test_evaluate_reproduces_a_training_runs_result(demo_root, tmp_path):
+    import subprocess
+    import sys
+
+    run_dir = tmp_path / "run"
+    run_train("--config", DEMO, "--set", f"data.root={demo_root}", "--set", "train.epochs=2", "--set",
+              f"output_dir={run_dir}")
+    proc = subprocess.run([sys.executable, str(ROOT / "launch/evaluate.py"), "--config", str(run_dir / "config.yaml"),
+                           "--checkpoint", str(run_dir), "--output", str(tmp_path / "eval")],
+                          cwd=ROOT, capture_output=True, text=True, timeout=600)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    trained, evaluated = (json.loads(p.read_text()) for p in (run_dir / "result.json", tmp_path / "eval/result.json"))
+    for key in ("dataset", "fold", "resolution", "epoch", "uar", "war", "uar_2clip", "war_2clip", "num_test_clips",
+                "confusion_matrix", "confusion_matrix_2clip"):
+        assert evaluated[key] == trained[key], key
+    assert evaluated["checkpoint_kind"] == "mma-dfer"
+
+
+def test_evaluate_an_authors_checkpoint(demo_root, tmp_path, monkeypatch):
+    import subprocess
+    import sys
+
+    from tests.test_checkpoints import authors_model, authors_state, save_authors_container
+
+    path = tmp_path / "DFEW_set_1_model.pth"
+    save_authors_container(path, authors_state(authors_model("dfew")), monkeypatch)
+    proc = subprocess.run([sys.executable, str(ROOT / "launch/evaluate.py"), "--config", DEMO, "--set",
+                           f"data.root={demo_root}", "--checkpoint", str(path), "--clips", "1", "--output",
+                           str(tmp_path / "eval")], cwd=ROOT, capture_output=True, text=True, timeout=600)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    result = json.loads((tmp_path / "eval/result.json").read_text())
+    assert result["checkpoint_kind"] == "authors" and result["epoch"] == 25 and result["uar_2clip"] is None
+    assert result["resolution"] == 32 and result["num_test_clips"] == 14
+    bad = subprocess.run([sys.executable, str(ROOT / "launch/evaluate.py"), "--config", DEMO, "--set",
+                          "data.dataset=mafw", "--checkpoint", str(path)], cwd=ROOT, capture_output=True, text=True)
+    assert bad.returncode == 2 and "has 7 classes but data.dataset=mafw has 11" in bad.stderr

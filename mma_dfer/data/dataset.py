@@ -93,7 +93,8 @@ class ClipDataset(Dataset):
         t = V.resize(t, self.cache.size).round().clamp(0, 255).to(torch.uint8).permute(0, 2, 3, 1)
         return t.numpy(), self.full_fbank(sample)
 
-    def _from_cache(self, sample: Sample):
+    def from_cache(self, sample: Sample):
+        """(frame count, frame reader, full fbank) from the cache, filling it on a miss."""
         sources = [self.frame_source(sample), self.audio_source(sample)]
         hit = self.cache.load(sample.clip_id, sources)
         if hit is None:
@@ -114,7 +115,7 @@ class ClipDataset(Dataset):
     # -- one item ---------------------------------------------------------------------------
     def load(self, index: int) -> dict:
         sample = self.samples[index]
-        n, read, fb = self._from_cache(sample) if self.cache else self._from_source(sample)
+        n, read, fb = self.from_cache(sample) if self.cache else self._from_source(sample)
         rng = np.random.default_rng([self.seed, self.epoch, index])
         cfg, videos, audios = self.cfg, [], []
         for c in range(self.clips):

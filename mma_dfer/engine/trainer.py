@@ -12,11 +12,9 @@ import json
 import logging
 import math
 import os
-import platform
 import random
 import resource
 import signal
-import subprocess
 import sys
 import time
 from pathlib import Path
@@ -34,8 +32,8 @@ from mma_dfer.engine import checkpointing
 from mma_dfer.engine.distributed import DistEnv, detect
 from mma_dfer.engine.evaluate import evaluate
 from mma_dfer.engine.logging import RunLogger
+from mma_dfer.engine.results import make_result
 from mma_dfer.engine.sampler import GlobalBatchSampler
-from mma_dfer.labels import CLASS_NAMES
 from mma_dfer.utils import atomic_write_json
 
 log = logging.getLogger("mma_dfer.train")
@@ -131,23 +129,6 @@ def peak_memory_mb(device) -> float:
     if device.type == "cuda":
         return torch.cuda.max_memory_allocated(device) / 2 ** 20
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-
-
-def git_commit() -> Optional[str]:
-    try:
-        out = subprocess.run(["git", "rev-parse", "HEAD"], cwd=Path(__file__).parent, capture_output=True,
-                             text=True, timeout=5)
-        return out.stdout.strip() or None
-    except (OSError, subprocess.TimeoutExpired):
-        return None
-
-
-def versions() -> dict:
-    import deepspeed
-    import timm
-
-    return {"python": platform.python_version(), "torch": torch.__version__, "deepspeed": deepspeed.__version__,
-            "timm": timm.__version__}
 
 
 class StopFlag:
@@ -403,27 +384,17 @@ class Trainer:
 
     def finish(self, results: dict) -> dict:
         cfg, st = self.cfg, self.state
-        first = results[min(results)]
-        result = {
-            "dataset": cfg.data.dataset, "fold": cfg.data.fold, "resolution": cfg.data.resolution,
-            "epoch": st["epoch"], "uar": first["uar"], "war": first["war"],
-            "uar_2clip": results[2]["uar"] if 2 in results else None,
-            "war_2clip": results[2]["war"] if 2 in results else None,
-            "num_test_clips": first["num_clips"], "skipped_test_clips": first["skipped"],
-            "confusion_matrix": first["confusion"],
-            "confusion_matrix_2clip": results[2]["confusion"] if 2 in results else None,
-            "class_names": CLASS_NAMES[cfg.data.dataset], "train_time_s": st["train_time"],
-            "samples_per_s": st["samples"] / max(st["train_time"], 1e-9),
-            "peak_memory_mb": all_max([peak_memory_mb(self.device)], self.device)[0],
-            "world_size": self.env.world_size, "precision": str(self.dtype).replace("torch.", ""),
-            "git_commit": git_commit(), "versions": versions(), "name": cfg.name,
-        }
+        result = make_result(
+            cfg, results, st["epoch"], train_time_s=st["train_time"],
+            samples_per_s=st["samples"] / max(st["train_time"], 1e-9),
+            peak_memory_mb=all_max([peak_memory_mb(self.device)], self.device)[0],
+            world_size=self.env.world_size, precision=str(self.dtype).replace("torch.", ""))
         if self.env.is_main:
             atomic_write_json(self.run_dir / "result.json", result)
             self.logger.scalars(st["global_step"], {"uar": result["uar"], "war": result["war"],
                                                      "uar_2clip": result["uar_2clip"],
                                                      "war_2clip": result["war_2clip"]}, prefix="test/")
-            self.logger.confusion(st["global_step"], np.array(first["confusion"]))
+            self.logger.confusion(st["global_step"], np.array(result["confusion_matrix"]))
             self.logger.hparams(_flat_hparams(cfg.to_dict()), {"hparam/uar": result["uar"], "hparam/war": result["war"]})
             self.logger.close()
             log.info("fold %d res %d: UAR %.2f WAR %.2f (2-clip %s / %s); wrote %s", cfg.data.fold,

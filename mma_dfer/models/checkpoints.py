@@ -248,11 +248,13 @@ def _authors_config(state: dict, path: Path) -> tuple[ModelConfig, dict]:
     return cfg, geometry
 
 
-def load_authors_state(path: str | Path) -> dict:
-    """The authors' fine-tuned state dict, renamed to this project's keys."""
+def load_authors_state(path: str | Path) -> tuple[dict, Optional[int]]:
+    """The authors' fine-tuned state dict renamed to this project's keys, and its epoch."""
     path = Path(path)
-    raw = _unwrap(safe_load(path, AUTHORS_GLOBALS), path, keys=("state_dict", "model"))
-    return authors_to_project(raw, path)
+    container = safe_load(path, AUTHORS_GLOBALS)
+    raw = _unwrap(container, path, keys=("state_dict", "model"))
+    epoch = container.get("epoch")
+    return authors_to_project(raw, path), int(epoch) if isinstance(epoch, (int, torch.Tensor)) else None
 
 
 def from_authors_checkpoint(path: str | Path, label_order: str = "authors"):
@@ -265,7 +267,7 @@ def from_authors_checkpoint(path: str | Path, label_order: str = "authors"):
     from mma_dfer.models.mma_dfer import MMADFER
 
     path = Path(path)
-    state = load_authors_state(path)
+    state, epoch = load_authors_state(path)
     cfg, geometry = _authors_config(state, path)
     model = MMADFER(cfg, cfg.num_classes, **geometry)
     dataset = {7: "dfew", 11: "mafw"}.get(cfg.num_classes)
@@ -281,4 +283,5 @@ def from_authors_checkpoint(path: str | Path, label_order: str = "authors"):
                               f"{_key_report(result.missing_keys)}; unexpected: {_key_report(result.unexpected_keys)}")
     if dataset:
         model.class_names = list(CLASS_NAMES[dataset] if label_order == "canonical" else LIST_ORDERS[dataset]["mma"])
+    model.checkpoint_epoch = epoch
     return model.eval()

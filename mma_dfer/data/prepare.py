@@ -1,0 +1,356 @@
+"""``prepare``: from DFEW/MAFW as downloaded to what training reads.
+
+For every clip of the official fold files: the audio track as a 16 kHz mono 16-bit wav (read
+back and checked: rate, channels, duration against the video), and with ``--faces mtcnn`` the
+face crops as numbered frames: MTCNN (facenet-pytorch) on every frame, the most confident
+face; frames without a detection take the box of the nearest frame with one; the boxes are
+smoothed over time (moving average of centre and size), made square with a margin and cropped
+(zero padding outside the picture), then resized. A clip with no face in any frame gets a
+centred square crop and is reported. The fold files are copied and the raw clips (and DFEW's
+shipped face frames) linked, so the output folder is a complete ``data.root``.
+
+Resumable: each finished clip has a marker recording its source's size and mtime; a rerun
+skips those, and an output not made by this tool for the same source is never overwritten
+without ``--force``. Parallel over clips (``--workers``), with a progress bar and a summary;
+failures are listed in ``prepare_failed.txt``.
+"""
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import wave
+from dataclasses import asdict, dataclass, field
+from multiprocessing import get_context
+from pathlib import Path
+from typing import Optional
+
+import numpy as np
+
+from mma_dfer.data.annotations import LAYOUTS, official_split_file, read_split
+from mma_dfer.data.cache import source_stamp
+from mma_dfer.data.video import ClipError
+from mma_dfer.utils import atomic_write_json, atomic_write_text
+
+SAMPLE_RATE = 16000
+MARKERS = ".prepare"
+
+
+@dataclass
+class ClipJob:
+    clip_id: str
+    video: str
+    wav: str
+    faces: Optional[str]  # output folder, or None for --faces none
+    marker: str
+    force: bool = False
+    margin: float = 1.3
+    size: int = 224
+    smooth: int = 5
+
+
+@dataclass
+class ClipReport:
+    clip_id: str
+    status: str  # done | skipped | failed
+    reason: str = ""
+    no_face: bool = False
+    no_audio: bool = False
+    detected: int = 0
+    frames: int = 0
+    notes: list = field(default_factory=list)
+
+
+# -- audio ---------------------------------------------------------------------------------
+
+def write_wav(path: Path, samples: np.ndarray, rate: int = SAMPLE_RATE) -> None:
+    pcm = (np.clip(samples, -1, 1) * 32767).astype("<i2")
+    tmp = path.with_name(f".{path.name}.tmp")
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with wave.open(str(tmp), "wb") as w:
+        w.setnchannels(1)
+        w.setsampwidth(2)
+        w.setframerate(rate)
+        w.writeframes(pcm.tobytes())
+    os.replace(tmp, path)
+
+
+def check_wav(path: Path, expected_seconds: float) -> str:
+    """'' if the wav is 16 kHz mono 16-bit and as long as the video (±0.5 s or 10%), else why not."""
+    with wave.open(str(path), "rb") as w:
+        rate, channels, width, n = w.getframerate(), w.getnchannels(), w.getsampwidth(), w.getnframes()
+    if (rate, channels, width) != (SAMPLE_RATE, 1, 2):
+        return f"wav is {rate} Hz, {channels} channels, {8 * width} bit (expected 16000 Hz mono 16 bit)"
+    seconds = n / rate
+    if abs(seconds - expected_seconds) > max(0.5, 0.1 * expected_seconds):
+        return f"audio lasts {seconds:.2f} s but the video {expected_seconds:.2f} s"
+    return ""
+
+
+# -- faces ---------------------------------------------------------------------------------
+
+_DETECTOR = None
+
+
+def detector():
+    """MTCNN from facenet-pytorch (its P/R/O-Net weights ship in its wheel), one per process."""
+    global _DETECTOR
+    if _DETECTOR is None:
+        try:
+            from facenet_pytorch import MTCNN
+        except ImportError as e:
+            raise RuntimeError("--faces mtcnn needs facenet-pytorch: pip install --no-deps facenet-pytorch==2.6.0 "
+                               f"requests ({e})") from None
+        _DETECTOR = MTCNN(keep_all=True, device="cpu", post_process=False)
+    return _DETECTOR
+
+
+def detect_boxes(frames: np.ndarray, batch: int = 16) -> list[Optional[np.ndarray]]:
+    """The most confident face box (x1, y1, x2, y2) per frame, or None."""
+    out = []
+    for i in range(0, len(frames), batch):
+        boxes, probs = detector().detect(list(frames[i:i + batch]))
+        for b, p in zip(boxes, probs):
+            out.append(None if b is None else np.asarray(b[int(np.argmax(p))], dtype=np.float64))
+    return out
+
+
+def fill_and_smooth(boxes: list[Optional[np.ndarray]], window: int) -> Optional[np.ndarray]:
+    """(T, 4) boxes: gaps take the nearest detected frame's box, then a centred moving average
+    of centre and size over ``window`` frames. None when no frame has a face."""
+    found = [i for i, b in enumerate(boxes) if b is not None]
+    if not found:
+        return None
+    filled = np.stack([boxes[min(found, key=lambda j: (abs(j - i), j))] for i in range(len(boxes))])
+    cs = np.stack([(filled[:, 0] + filled[:, 2]) / 2, (filled[:, 1] + filled[:, 3]) / 2,
+                   filled[:, 2] - filled[:, 0], filled[:, 3] - filled[:, 1]], axis=1)
+    half = window // 2
+    padded = np.pad(cs, ((half, half), (0, 0)), mode="edge")
+    kernel = np.ones(window) / window
+    smooth = np.stack([np.convolve(padded[:, k], kernel, mode="valid") for k in range(4)], axis=1)
+    return smooth  # (T, 4): cx, cy, w, h
+
+
+def square_crop(frame: np.ndarray, cx: float, cy: float, side: float, size: int) -> np.ndarray:
+    """A side x side square around (cx, cy), zero-padded outside the frame, resized to size."""
+    from PIL import Image
+
+    h, w = frame.shape[:2]
+    s = max(int(round(side)), 2)
+    x0, y0 = int(round(cx - s / 2)), int(round(cy - s / 2))
+    canvas = np.zeros((s, s, 3), dtype=frame.dtype)
+    sx0, sy0, sx1, sy1 = max(x0, 0), max(y0, 0), min(x0 + s, w), min(y0 + s, h)
+    if sx1 > sx0 and sy1 > sy0:
+        canvas[sy0 - y0:sy1 - y0, sx0 - x0:sx1 - x0] = frame[sy0:sy1, sx0:sx1]
+    return np.asarray(Image.fromarray(canvas).resize((size, size), Image.BILINEAR))
+
+
+def crop_faces(frames: np.ndarray, job: ClipJob) -> tuple[np.ndarray, int, bool, list]:
+    """(crops, frames with a detection, no face at all, per-frame squares [cx, cy, side])."""
+    boxes = detect_boxes(frames)
+    detected = sum(b is not None for b in boxes)
+    track = fill_and_smooth(boxes, job.smooth)
+    h, w = frames.shape[1:3]
+    if track is None:  # stated fallback: the centred square of the frame
+        track = np.tile([w / 2, h / 2, min(h, w) / job.margin, min(h, w) / job.margin], (len(frames), 1))
+    squares = [[float(cx), float(cy), float(max(bw, bh) * job.margin)] for cx, cy, bw, bh in track]
+    crops = np.stack([square_crop(f, cx, cy, side, job.size) for f, (cx, cy, side) in zip(frames, squares)])
+    return crops, detected, detected == 0, squares
+
+
+def write_frames(folder: Path, crops: np.ndarray) -> None:
+    """Numbered JPEGs (00000.jpg, ...) written to a temporary folder, then renamed into place."""
+    from PIL import Image
+
+    tmp = folder.with_name(f".{folder.name}.tmp")
+    shutil.rmtree(tmp, ignore_errors=True)
+    tmp.mkdir(parents=True)
+    for k, img in enumerate(crops):
+        Image.fromarray(img).save(tmp / f"{k:05d}.jpg", quality=95)
+    shutil.rmtree(folder, ignore_errors=True)
+    os.replace(tmp, folder)
+
+
+# -- one clip ------------------------------------------------------------------------------
+
+def process_clip(job: ClipJob) -> ClipReport:
+    import torch
+
+    from mma_dfer.data import audio as A
+    from mma_dfer.data import video as V
+
+    torch.set_num_threads(1)
+    video, wav, marker = Path(job.video), Path(job.wav), Path(job.marker)
+    rep = ClipReport(job.clip_id, "done")
+    squares = None
+    try:
+        stamp = source_stamp([video])
+        if not stamp:
+            raise ClipError(video, "video file not found")
+        if marker.is_file() and not job.force:
+            old = json.loads(marker.read_text())
+            if old.get("status") == "done" and old.get("sources") == stamp and (not old.get("wav") or wav.is_file()) \
+                    and (job.faces is None or Path(job.faces).is_dir()):
+                return ClipReport(job.clip_id, "skipped", "already prepared", old.get("no_face", False),
+                                  old.get("no_audio", False), old.get("detected", 0), old.get("frames", 0))
+            # else: our own unfinished or outdated work on this clip, redone below
+        elif not job.force and (wav.exists() or (job.faces and Path(job.faces).exists())):
+            return ClipReport(job.clip_id, "skipped", "outputs exist that this tool did not make; use --force")
+        atomic_write_json(marker, {"status": "started", "sources": stamp})
+        vr = V.open_video(video)
+        fps = float(vr.get_avg_fps()) or 25.0
+        rep.frames = len(vr)
+        try:
+            samples = A.read_waveform(video, SAMPLE_RATE)
+            write_wav(wav, samples)
+            problem = check_wav(wav, len(vr) / fps)
+            if problem:
+                raise ClipError(wav, problem)
+        except A.NoAudioError:
+            rep.no_audio = True
+        if job.faces:
+            frames = V.read_video_frames(vr, video, np.arange(len(vr)))
+            crops, rep.detected, rep.no_face, squares = crop_faces(frames, job)
+            write_frames(Path(job.faces), crops)
+        atomic_write_json(marker, {"status": "done", "sources": stamp, "wav": not rep.no_audio, "faces": job.faces,
+                                   "no_face": rep.no_face, "no_audio": rep.no_audio, "detected": rep.detected,
+                                   "frames": rep.frames, "squares": squares})
+    except ClipError as e:
+        return ClipReport(job.clip_id, "failed", str(e))
+    except Exception as e:  # one broken clip must not stop a 10,000-clip preparation
+        return ClipReport(job.clip_id, "failed", f"{video}: {type(e).__name__}: {e}")
+    return rep
+
+
+# -- the whole dataset ---------------------------------------------------------------------
+
+def _all_samples(dataset: str, raw: Path) -> tuple[list, list[Path]]:
+    """Every clip of the official fold files (train and test of folds 1-5), and those files."""
+    from mma_dfer.config import DataConfig
+
+    seen, files = {}, []
+    for fold in range(1, 6):
+        for split in ("train", "test"):
+            path = official_split_file(dataset, raw, fold, split)
+            if not path.is_file():
+                continue
+            files.append(path)
+            for s in read_split(DataConfig(dataset=dataset, root=str(raw), fold=fold), split):
+                seen.setdefault(s.clip_id, s)
+    if not files:
+        raise FileNotFoundError(f"no official fold files under {raw} (expected e.g. "
+                                f"{official_split_file(dataset, raw, 1, 'train')})")
+    return list(seen.values()), files
+
+
+def _link_into(out: Path, raw: Path, rel: str) -> None:
+    src, dst = raw / rel, out / rel
+    if src.exists() and not dst.exists() and src.resolve() != dst.resolve():
+        dst.parent.mkdir(parents=True, exist_ok=True)
+        dst.symlink_to(src.resolve(), target_is_directory=True)
+
+
+def prepare(dataset: str, raw: str | Path, out: str | Path, workers: int = 1, faces: str = "none",
+            force: bool = False, cache_resolutions: tuple = (), margin: float = 1.3, progress: bool = True) -> dict:
+    raw, out = Path(raw).resolve(), Path(out).resolve()
+    samples, split_files = _all_samples(dataset, raw)
+    layout = LAYOUTS[dataset]
+    for f in split_files:  # the fold lists, in place for data.root=out
+        dst = out / f.relative_to(raw)
+        if dst.resolve() != f.resolve():
+            dst.parent.mkdir(parents=True, exist_ok=True)
+            shutil.copyfile(f, dst)
+    _link_into(out, raw, layout["video"])
+    if faces == "none":
+        _link_into(out, raw, layout["frames"])  # DFEW's shipped face frames
+    jobs = [ClipJob(clip_id=s.clip_id, video=str(raw / layout["video"] / f"{s.clip_id}.mp4"),
+                    wav=str(out / layout["wav"] / f"{s.clip_id}.wav"),
+                    faces=str(out / layout["frames"] / s.clip_id) if faces == "mtcnn" else None,
+                    marker=str(out / MARKERS / f"{s.clip_id}.json"), force=force, margin=margin) for s in samples]
+    reports: list[ClipReport] = []
+    bar = None
+    if progress:
+        from tqdm import tqdm
+
+        bar = tqdm(total=len(jobs), desc=f"prepare {dataset}", dynamic_ncols=True)
+    if workers > 1:
+        with get_context("spawn").Pool(workers) as pool:
+            for rep in pool.imap_unordered(process_clip, jobs):
+                reports.append(rep)
+                if bar:
+                    bar.update(1)
+    else:
+        for job in jobs:
+            reports.append(process_clip(job))
+            if bar:
+                bar.update(1)
+    if bar:
+        bar.close()
+    summary = summarize(reports, out)
+    if cache_resolutions:
+        summary["cached"] = fill_cache(dataset, out, samples, faces)
+    return summary
+
+
+def summarize(reports: list[ClipReport], out: Path) -> dict:
+    by = {k: sorted(r.clip_id for r in reports if r.status == k) for k in ("done", "skipped", "failed")}
+    failed = sorted((r for r in reports if r.status == "failed"), key=lambda r: r.clip_id)
+    atomic_write_text(out / "prepare_failed.txt", "".join(f"{r.clip_id}\t{r.reason}\n" for r in failed))
+    no_face = sorted(r.clip_id for r in reports if r.no_face)
+    no_audio = sorted(r.clip_id for r in reports if r.no_audio)
+    atomic_write_text(out / "prepare_no_face.txt", "".join(f"{c}\n" for c in no_face))
+    atomic_write_text(out / "prepare_no_audio.txt", "".join(f"{c}\n" for c in no_audio))
+    summary = {"clips": len(reports), **{k: len(v) for k, v in by.items()}, "no_face": no_face,
+               "no_audio": no_audio, "failed_list": [asdict(r) for r in failed]}
+    atomic_write_json(out / "prepare_summary.json", summary)
+    return summary
+
+
+def fill_cache(dataset: str, out: Path, samples, faces: str) -> int:
+    """Decode every prepared clip once into the cache (``<out>/cache``); returns the count.
+    The cache holds 224-px frames, which serve every resolution up to 224."""
+    from mma_dfer.config import DataConfig
+    from mma_dfer.data.annotations import make_sample
+    from mma_dfer.data.dataset import ClipDataset
+
+    source = "frames" if faces == "mtcnn" or dataset == "dfew" else "video"
+    cfg = DataConfig(dataset=dataset, root=str(out), source=source, cache_dir=str(out / "cache"),
+                     audio_policy="silence")
+    ds = ClipDataset([make_sample(dataset, out, s.clip_id, s.label) for s in samples], cfg, train=False)
+    count = 0
+    for sample in ds.samples:
+        try:
+            ds.from_cache(sample)
+            count += 1
+        except ClipError:
+            continue
+    return count
+
+
+def run(args) -> int:
+    res = tuple(int(r) for r in args.resolution_cache.split(",") if r) if args.resolution_cache else ()
+    try:
+        s = prepare(args.dataset, args.raw, args.out, args.workers, args.faces, args.force, res, args.margin)
+    except (FileNotFoundError, RuntimeError) as e:
+        print(f"error: {e}")
+        return 2
+    print(f"prepare {args.dataset}: {s['clips']} clips: {s['done']} done, {s['skipped']} skipped, "
+          f"{s['failed']} failed; {len(s['no_face'])} without a face (centre crop used), "
+          f"{len(s['no_audio'])} without audio" + (f"; {s['cached']} cached in {args.out}/cache" if res else ""))
+    if s["failed"]:
+        print(f"failed clips are listed in {Path(args.out) / 'prepare_failed.txt'}")
+    print(f"use data.root={Path(args.out).resolve()}")
+    return 1 if s["failed"] else 0
+
+
+def add_arguments(p) -> None:
+    p.add_argument("--dataset", choices=sorted(LAYOUTS), required=True)
+    p.add_argument("--raw", required=True, help="the dataset as downloaded (its fold files and clips)")
+    p.add_argument("--out", required=True, help="output folder (a complete data.root); may equal --raw")
+    p.add_argument("--workers", type=int, default=1)
+    p.add_argument("--faces", choices=("mtcnn", "none"), default="none",
+                   help="MTCNN face crops (MAFW; DFEW ships aligned faces) or none")
+    p.add_argument("--margin", type=float, default=1.3, help="square side = margin x the larger box side")
+    p.add_argument("--resolution-cache", default="",
+                   help="also fill the pre-decoding cache (224-px frames serve 112,160,224)")
+    p.add_argument("--force", action="store_true", help="redo finished clips and overwrite outputs")

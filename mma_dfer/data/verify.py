@@ -1,0 +1,95 @@
+"""``verify``: check a prepared dataset fold by fold before spending GPU hours on it.
+
+Every listed clip must exist and decode (its first and last frame), have at least one frame,
+have audio (or the configured policy must allow silence), and a label in range. Per fold, the
+train/test counts and the class histogram are printed next to the numbers the datasets publish.
+Exit code 1 with the list of problems, 0 when there are none.
+"""
+from __future__ import annotations
+
+from collections import Counter
+
+from mma_dfer.config import load_config
+from mma_dfer.data import audio as A
+from mma_dfer.data import video as V
+from mma_dfer.data.annotations import AnnotationError, Sample, read_split
+from mma_dfer.data.dataset import ClipDataset
+from mma_dfer.data.video import ClipError
+from mma_dfer.labels import CLASS_NAMES
+
+# (train, test) of fold 1 as published (DFEW single-labelled; MAFW single-labelled with faces).
+PUBLISHED = {"dfew": {1: (9356, 2341)}, "mafw": {1: (7333, 1838)}}
+
+
+def check_clip(ds: ClipDataset, sample: Sample) -> list[str]:
+    """Problems of one clip (empty list when it is usable)."""
+    problems = []
+    src = ds.frame_source(sample)
+    try:
+        if ds.cfg.source == "video":
+            vr = V.open_video(src)
+            n = len(vr)
+            V.read_video_frames(vr, src, [0, n - 1])
+        else:
+            files = V.list_frames(src)
+            n = len(files)
+            V.read_frame_files([files[0], files[-1]])
+        if n < 1:
+            problems.append(f"{src}: no frames")
+    except ClipError as e:
+        problems.append(str(e))
+    try:
+        A.read_waveform(ds.audio_source(sample), ds.cfg.sample_rate)
+    except A.NoAudioError as e:
+        if ds.cfg.audio_policy == "error":
+            problems.append(f"{e} (data.audio_policy=error)")
+    except ClipError as e:
+        if not (ds.cfg.audio_policy == "silence" and not ds.audio_source(sample).exists()):
+            problems.append(str(e))
+    if not 0 <= sample.label < len(CLASS_NAMES[ds.cfg.dataset]):
+        problems.append(f"{sample.clip_id}: label {sample.label} out of range")
+    return problems
+
+
+def verify(config: str | None, overrides: list[str], folds: list[int], progress: bool = True) -> list[str]:
+    problems: list[str] = []
+    checked: dict[str, list[str]] = {}
+    for fold in folds:
+        cfg = load_config(config, [*overrides, f"data.fold={fold}"]).data
+        names = CLASS_NAMES[cfg.dataset]
+        counts = {}
+        for split in ("train", "test"):
+            try:
+                samples = read_split(cfg, split)
+            except AnnotationError as e:
+                problems.append(str(e))
+                continue
+            ds = ClipDataset(samples, cfg, train=False)
+            it = samples
+            if progress:
+                from tqdm import tqdm
+
+                it = tqdm(samples, desc=f"fold {fold} {split}", leave=False)
+            for s in it:
+                if s.clip_id not in checked:
+                    checked[s.clip_id] = check_clip(ds, s)
+                problems += checked[s.clip_id]
+            counts[split] = Counter(s.label for s in samples)
+        pub = PUBLISHED.get(cfg.dataset, {}).get(fold)
+        n_train, n_test = (sum(counts.get(k, Counter()).values()) for k in ("train", "test"))
+        print(f"fold {fold}: train {n_train} test {n_test}" + (f"   (published: {pub[0]} / {pub[1]})" if pub else ""))
+        for i, name in enumerate(names):
+            print(f"   {name:<15} train {counts.get('train', Counter())[i]:>6}  test {counts.get('test', Counter())[i]:>6}")
+    return sorted(set(problems))
+
+
+def run(args) -> int:
+    folds = list(range(1, 6)) if args.fold == "all" else [int(args.fold)]
+    problems = verify(args.config, args.overrides, folds)
+    if problems:
+        print(f"{len(problems)} problems:")
+        for p in problems:
+            print(f"  {p}")
+        return 1
+    print("no problems found")
+    return 0
