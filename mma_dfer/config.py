@@ -67,6 +67,8 @@ class ModelConfig:
     grad_checkpointing: bool = False
     # Run the frozen encoder weights in this dtype (trainable parts stay fp32).
     frozen_dtype: str = "float32"
+    # Fused scaled-dot-product attention in the encoder blocks (False: timm's explicit softmax).
+    fused_attn: bool = True
     # Filled from data.dataset when left empty.
     num_classes: Optional[int] = None
 

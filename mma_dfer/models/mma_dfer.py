@@ -65,6 +65,8 @@ class MMADFER(nn.Module):
         self.set_grad_checkpointing(cfg.grad_checkpointing)
         for enc in self.encoders():
             enc.set_block_dtype(cfg.frozen_dtype)
+            for blk in enc.blocks:
+                blk.attn.fused_attn = cfg.fused_attn
         self.freeze_encoders()
 
     # -- structure ----------------------------------------------------------------------
