@@ -156,6 +156,8 @@ def main(argv=None) -> int:
     p.add_argument("--precisions", default="bf16")
     p.add_argument("--grad-ckpt", default="off", help="off, on or off,on")
     p.add_argument("--zero", default="0", help="DeepSpeed ZeRO stages to run, e.g. 0,1,2,3 ('' for none)")
+    p.add_argument("--ds-with-ckpt", action="store_true",
+                   help="also run DeepSpeed with grad checkpointing (default: plain loop only)")
     p.add_argument("--fused-attn", default="on", help="on, off or on,off (SDPA in the encoders)")
     p.add_argument("--frozen-dtype", default="float32", help="the frozen encoders' weights (plain loop only)")
     p.add_argument("--steps", type=int, default=10)
@@ -171,7 +173,7 @@ def main(argv=None) -> int:
     cuda = torch.cuda.is_available()
     if args.quick:
         args.resolutions, args.frames, args.batch, args.steps, args.warmup = "112", 4, 2, 3, 1
-        args.precisions, args.grad_ckpt = "fp32", "off,on"
+        args.precisions, args.grad_ckpt, args.ds_with_ckpt = "fp32", "off,on", True
         print("quick mode: 112 px, 4 frames per clip (not 16), batch 2, 3 timed steps, fp32 - sized for a CPU; "
               "the clip rate is NOT comparable with 16-frame numbers", flush=True)
     if not cuda:
@@ -192,7 +194,8 @@ def main(argv=None) -> int:
                     print(row(plain), flush=True)
                     if args.frozen_dtype != "float32":
                         continue
-                    for stage in [s for s in args.zero.split(",") if s]:
+                    stages = [s for s in args.zero.split(",") if s] if (not ckpt or args.ds_with_ckpt) else []
+                    for stage in stages:
                         name = (f"zero{stage}_{prec}.json" if prec != "fp32" else "fp32.json") if cuda else \
                             f"cpu_{prec}.json"
                         if not cuda and stage != "0":

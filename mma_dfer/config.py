@@ -129,6 +129,7 @@ class DataConfig:
     brightness: float = 0.5
     num_workers: int = 2
     cache_dir: Optional[str] = None
+    # Crop/resize/flip/jitter training batches on the accelerator (needs cache_dir).
     gpu_augment: bool = False
 
     def validate(self) -> None:
@@ -144,6 +145,8 @@ class DataConfig:
             raise ConfigError(f"data.annotations={self.annotations!r} needs data.train_list and data.test_list")
         for name in ("resolution", "num_frames", "audio_frames", "mel_bins", "sample_rate"):
             _positive(f"data.{name}", getattr(self, name))
+        if self.gpu_augment and not self.cache_dir:
+            raise ConfigError("data.gpu_augment needs data.cache_dir (batched crops need frames of one size)")
         if len(self.crop_area) != 2 or len(self.crop_ratio) != 2:
             raise ConfigError("data.crop_area and data.crop_ratio are [low, high] pairs")
 

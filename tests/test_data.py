@@ -296,3 +296,27 @@ def test_inspect_clip_prints_the_pipeline_and_fails_in_one_line(tmp_path, mafw_r
     assert bad.returncode == 2 and "Traceback" not in bad.stdout + bad.stderr
     lines = bad.stdout.strip().splitlines()
     assert len(lines) == 1 and lines[0].startswith(f"error: {tmp_path / 'bad.mp4'}: cannot decode video")
+
+
+def test_gpu_augmentation_matches_the_cpu_path(tmp_path, mafw_root):
+    from mma_dfer.data import gpu_augment
+
+    common = ["data.source=video", f"data.cache_dir={tmp_path / 'c'}", "data.resolution=112"]
+    cpu_cfg = data_cfg(mafw_root, "mafw", *common)
+    gpu_cfg = data_cfg(mafw_root, "mafw", *common, "data.gpu_augment=true")
+    samples = read_split(cpu_cfg, "train")[:4]
+    cpu = collate([ClipDataset(samples, cpu_cfg, train=True)[i] for i in range(4)])
+    raw = collate([ClipDataset(samples, gpu_cfg, train=True)[i] for i in range(4)])
+    assert raw["video"].dtype == torch.uint8 and raw["aug"].shape == (4, 6)
+    out = gpu_augment.apply(raw["video"], raw["aug"], 112)
+    assert out.shape == cpu["video"].shape == (4, 16, 3, 112, 112)
+    # same random draws; only the resampling differs (roi_align vs antialiased bilinear)
+    assert (out - cpu["video"]).abs().mean() < 0.03
+    torch.testing.assert_close(raw["audio"], cpu["audio"])
+
+
+def test_gpu_augment_needs_the_cache(mafw_root):
+    from mma_dfer.config import ConfigError
+
+    with pytest.raises(ConfigError, match="data.gpu_augment needs data.cache_dir"):
+        data_cfg(mafw_root, "mafw", "data.gpu_augment=true")

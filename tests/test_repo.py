@@ -17,3 +17,17 @@ def test_ci_runs_the_readme_test_command():
 @pytest.mark.parametrize("path", sorted((ROOT / "configs").glob("*.yaml")), ids=lambda p: p.name)
 def test_every_shipped_config_loads(path):
     load_config(path)
+
+
+@pytest.mark.slow
+def test_quick_step_benchmark_ends_with_the_ratio_line():
+    import os
+    import subprocess
+    import sys
+
+    proc = subprocess.run([sys.executable, str(ROOT / "bench/train_step.py"), "--quick"], cwd=ROOT,
+                          env={**os.environ, "DS_ACCELERATOR": "cpu"}, capture_output=True, text=True, timeout=600)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    last = proc.stdout.strip().splitlines()[-1]
+    assert re.fullmatch(r"deepspeed/plain throughput ratio: \d+\.\d+", last), last
+    assert "4 frames per clip (not 16)" in proc.stdout

@@ -121,15 +121,25 @@ class ClipDataset(Dataset):
         for c in range(self.clips):
             idx = (V.train_indices(n, cfg.num_frames, rng) if self.train
                    else V.test_indices(n, cfg.num_frames, c, self.clips))
-            frames = torch.from_numpy(read(idx)).permute(0, 3, 1, 2).float()
+            frames = torch.from_numpy(read(idx)).permute(0, 3, 1, 2)
+            audios.append(self.audio_window(fb, idx, n))
+            if self.train and cfg.augment and cfg.gpu_augment:  # uint8 out; mma_dfer.data.gpu_augment applies
+                (y, x, ch, cw), flip, factor = V.draw_train_params(
+                    *frames.shape[-2:], cfg.resolution, rng, tuple(cfg.crop_area), tuple(cfg.crop_ratio),
+                    cfg.flip_prob, cfg.brightness)
+                videos.append(frames.contiguous())
+                gpu_params = torch.tensor([x, y, x + cw, y + ch, float(flip), factor])
+                continue
+            frames = frames.float()
             if self.train and cfg.augment:
                 frames = V.train_transform(frames, cfg.resolution, rng, tuple(cfg.crop_area), tuple(cfg.crop_ratio),
                                            cfg.flip_prob, cfg.brightness)
             else:
                 frames = V.resize(frames, cfg.resolution)
             videos.append(V.to_model_range(frames.clamp(0, 255), cfg.normalize))
-            audios.append(self.audio_window(fb, idx, n))
         item = {"label": sample.label, "index": index, "silent": fb is None}
+        if self.train and cfg.augment and cfg.gpu_augment:
+            item["aug"] = gpu_params
         if self.clips == 1:
             item.update(video=videos[0], audio=audios[0])
         else:
@@ -156,4 +166,6 @@ def collate(items: list[dict]) -> dict:
         batch["label"] = torch.tensor([it["label"] for it in good])
         batch["index"] = torch.tensor([it["index"] for it in good])
         batch["silent"] = torch.tensor([it["silent"] for it in good])
+        if "aug" in good[0]:
+            batch["aug"] = torch.stack([it["aug"] for it in good])
     return batch

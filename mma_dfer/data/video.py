@@ -131,25 +131,33 @@ def resize(frames: torch.Tensor, size: int) -> torch.Tensor:
     return F.interpolate(frames, size=(size, size), mode="bilinear", align_corners=False, antialias=True)
 
 
+def draw_train_params(h: int, w: int, size: int, rng: np.random.Generator, area=(0.08, 1.0), ratio=(3 / 4, 4 / 3),
+                      flip_prob: float = 0.5, brightness: float = 0.5) -> tuple:
+    """The random draws of one clip's augmentation, in the authors' order: (crop box in source
+    pixels (y, x, h, w), flip, brightness factor). The authors' fallback when no random box fits
+    (scale the short side to ``size``, then a random ``size`` crop) is expressed as a box too."""
+    box = random_sized_crop_box(h, w, area, ratio, rng)
+    if box is None:
+        scale = size / min(h, w)
+        sh, sw = max(size, round(h * scale)), max(size, round(w * scale))
+        y = int(rng.integers(0, sh - size + 1))
+        x = int(rng.integers(0, sw - size + 1))
+        box = (y / scale, x / scale, size / scale, size / scale)
+    flip = bool(rng.random() < flip_prob)
+    factor = float(rng.uniform(max(0.0, 1 - brightness), 1 + brightness)) if brightness > 0 else 1.0
+    return box, flip, factor
+
+
 def train_transform(frames: torch.Tensor, size: int, rng: np.random.Generator, area=(0.08, 1.0),
                     ratio=(3 / 4, 4 / 3), flip_prob: float = 0.5, brightness: float = 0.5) -> torch.Tensor:
     """Random sized crop (the same box for every frame), horizontal flip, brightness jitter."""
     h, w = frames.shape[-2:]
-    box = random_sized_crop_box(h, w, area, ratio, rng)
-    if box is None:  # authors' fallback: scale the short side to `size`, then a random crop
-        scale = size / min(h, w)
-        frames = F.interpolate(frames, size=(max(size, round(h * scale)), max(size, round(w * scale))),
-                               mode="bilinear", align_corners=False, antialias=True)
-        y = int(rng.integers(0, frames.shape[-2] - size + 1))
-        x = int(rng.integers(0, frames.shape[-1] - size + 1))
-        frames = frames[..., y:y + size, x:x + size]
-    else:
-        y, x, ch, cw = box
-        frames = resize(frames[..., y:y + ch, x:x + cw], size)
-    if rng.random() < flip_prob:
+    (y, x, ch, cw), flip, factor = draw_train_params(h, w, size, rng, area, ratio, flip_prob, brightness)
+    y0, x0 = int(round(y)), int(round(x))
+    frames = resize(frames[..., y0:y0 + max(1, int(round(ch))), x0:x0 + max(1, int(round(cw)))], size)
+    if flip:
         frames = frames.flip(-1)
-    if brightness > 0:
-        factor = rng.uniform(max(0.0, 1 - brightness), 1 + brightness)
+    if factor != 1.0:
         frames = (frames * factor).clamp_(0, 255)
     return frames
 

@@ -222,7 +222,8 @@ class Trainer:
         # model's drop-path uses: a resumed run then continues the same random stream.
         return DataLoader(self.train_set, batch_sampler=self.sampler, num_workers=self.cfg.data.num_workers,
                           collate_fn=collate, generator=torch.Generator().manual_seed(0),
-                          persistent_workers=False)
+                          persistent_workers=False, pin_memory=torch.cuda.is_available(),
+                          prefetch_factor=4 if self.cfg.data.num_workers > 0 else None)
 
     # checkpoints ---------------------------------------------------------------------------
     def save(self, tag: str) -> None:
@@ -266,6 +267,15 @@ class Trainer:
         return True
 
     # training ------------------------------------------------------------------------------
+    def frames(self, batch) -> torch.Tensor:
+        """The batch's frames, augmented on the device when the loader left that to us."""
+        if "aug" not in batch:
+            return batch["video"]
+        from mma_dfer.data import gpu_augment
+
+        video = batch["video"].to(self.device, non_blocking=True)
+        return gpu_augment.apply(video, batch["aug"], self.cfg.data.resolution, self.cfg.data.normalize)
+
     def forward(self, video, audio):
         return self.engine(video.to(self.device, self.dtype), audio.to(self.device, self.dtype))
 
@@ -294,7 +304,7 @@ class Trainer:
             skipped += batch["skipped"]
             boundary = self.engine.is_gradient_accumulation_boundary()
             if "video" in batch:
-                logits = self.forward(batch["video"], batch["audio"])
+                logits = self.forward(self.frames(batch), batch["audio"])
                 loss = F.cross_entropy(logits.float(), batch["label"].to(self.device),
                                        label_smoothing=cfg.train.label_smoothing)
                 finite = bool(torch.isfinite(loss))
