@@ -77,11 +77,9 @@ def main(argv=None) -> int:
             warm[i]
         for name, c in paths.items():
             ds = ClipDataset(read_split(c, "train"), c, train=True)
-            apply = None
-            if c.gpu_augment:
-                def apply(b, size=res):
-                    return gpu_augment.apply(b["video"].to(device), b["aug"], size)
-            rate = measure(ds, args.clips, apply)
+            def apply(b, size=res):
+                return gpu_augment.apply(b["video"].to(device), b["aug"], size)
+            rate = measure(ds, args.clips, apply if c.gpu_augment else None)
             rows.append((res, name, rate))
             print(f"| {res} | {name} | {rate:.1f} |", flush=True)
     table = "| res | path | clips/s (1 core) |\n|---|---|---|\n" + "\n".join(

@@ -12,7 +12,6 @@ Clip counts: DFEW 9,356 train / 2,341 test, MAFW 7,333 / 1,838 (fold 1; the othe
 from __future__ import annotations
 
 import argparse
-import math
 
 DATASETS = {"dfew": (9356, 2341), "mafw": (7333, 1838)}
 EPOCHS = 25

@@ -4,7 +4,7 @@ import timm
 import torch
 
 from mma_dfer.config import ConfigError, ModelConfig, load_config
-from mma_dfer.models import MMADFER, build_model
+from mma_dfer.models import build_model
 
 AUTHORS_TRAINABLE_160 = 7_558_687  # main.py's count, incl. 2 unused norm2 LayerNorms (2 x 1,024)
 UNUSED_NORM2 = 2 * 2 * 512

@@ -1,7 +1,6 @@
 """prepare / verify / evaluate on real faces (scikit-image's astronaut photo) and generated data."""
 import hashlib
 import json
-import os
 import signal
 import subprocess
 import sys

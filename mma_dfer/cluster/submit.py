@@ -126,8 +126,6 @@ def make_executor(args, log_dir: Path):
 
 
 def submit(args) -> int:
-    import submitit
-
     runs_root = Path(args.runs_root)
     runs_root.mkdir(parents=True, exist_ok=True)
     log_dir = runs_root / "submitit_logs"

@@ -74,7 +74,7 @@ class ClipDataset(Dataset):
                 raise ClipError(e.path, f"{e.reason} (set data.audio_policy=silence to use silence)") from None
             log.warning("%s: %s; using silence (data.audio_policy=silence)", e.path, e.reason)
             return None
-        except ClipError as e:
+        except ClipError:
             if self.cfg.audio_policy == "silence" and not path.exists():
                 log.warning("%s: no audio file; using silence (data.audio_policy=silence)", path)
                 return None

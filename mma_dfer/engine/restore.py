@@ -15,8 +15,6 @@ def load_trained_model(path: str | Path, cfg: Optional[Config] = None):
     The config is the run's own ``config.yaml`` unless given. The frozen encoders are rebuilt
     as the run built them (pretrained files, or the seeded random init); the checkpoint holds
     the trainable weights, and every one of them must be there."""
-    import torch
-
     from mma_dfer.engine.trainer import seed_everything
     from mma_dfer.models import build_model
 
