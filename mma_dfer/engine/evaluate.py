@@ -22,8 +22,9 @@ def predict(forward: Callable, dataset: ClipDataset, indices: list[int], batch_s
             device, dtype=torch.float32, progress: bool = False):
     """Class probabilities for ``indices``: softmax, averaged over the clips of a video in
     multi-clip mode (as MAE-DFER/HiCMAE's 2-clip protocol). Returns (indices, probs, skipped)."""
+    # its own generator: evaluating must not advance the global RNG that drop-path draws from
     loader = DataLoader(Subset(dataset, indices), batch_size=batch_size, shuffle=False, num_workers=num_workers,
-                        collate_fn=collate)
+                        collate_fn=collate, generator=torch.Generator().manual_seed(0))
     out_idx, out_prob, skipped = [], [], []
     if progress:
         from tqdm import tqdm

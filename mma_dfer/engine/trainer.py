@@ -355,7 +355,9 @@ class Trainer:
         if norm is not None:
             values["grad_norm"] = float(norm)
         if self.engine.fp16_enabled():
-            values["loss_scale"] = float(self.optimizer.cur_scale)
+            scale = getattr(self.optimizer, "cur_scale", None) or getattr(self.optimizer, "loss_scale", None)
+            if scale is not None:
+                values["loss_scale"] = float(scale)
         self.logger.scalars(self.state["global_step"], values, prefix="train/")
         if self.env.is_main and not sys.stderr.isatty():
             log.info("epoch %d step %d/%d: %s", self.state["epoch"] + 1, self.state["step_in_epoch"],
