@@ -132,8 +132,9 @@ def test_prepare_never_overwrites_foreign_outputs_without_force(face_raw, tmp_pa
     (out / "data/wav/00002.wav").write_bytes(b"user's own file")
     s = prepare("mafw", raw, out, faces="none", progress=False)
     assert (out / "data/wav/00002.wav").read_bytes() == b"user's own file" and s["skipped"] == 1
-    s = prepare("mafw", raw, out, faces="none", force=True, progress=False)
+    s = prepare("mafw", raw, out, faces="none", force=True, progress=False, cache_resolutions=(112, 160))
     assert s["done"] == 4 and (out / "data/wav/00002.wav").read_bytes()[:4] == b"RIFF"
+    assert s["cached"] == 4 and len(list((out / "cache/mafw/s224").glob("*.frames.npy"))) == 4
 
 
 def test_verify_names_a_deleted_a_truncated_clip_and_a_bad_label(tmp_path):
