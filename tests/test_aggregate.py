@@ -28,8 +28,9 @@ def test_known_means_and_sample_stds(tmp_path):
     uars, wars = [60.0, 62.0, 64.0, 66.0, 68.0], [70.0, 71.0, 72.0, 73.0, 79.0]
     for f in range(5):
         write_result(tmp_path, "dfew", 160, f + 1, uars[f], wars[f], uars[f] + 1, wars[f] - 1)
-    proc = aggregate(tmp_path, "--json", tmp_path / "agg.json", "--csv", tmp_path / "agg.csv")
+    proc = aggregate(tmp_path, "--json", tmp_path / "agg.json", "--csv", tmp_path / "agg.csv", "--plot", tmp_path / "plots")
     assert proc.returncode == 0, proc.stderr
+    assert (tmp_path / "plots/dfew.png").stat().st_size > 500
     agg = json.loads((tmp_path / "agg.json").read_text())
     row = agg["dfew"]["160"]
     assert row["complete"] and row["missing"] == []

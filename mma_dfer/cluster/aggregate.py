@@ -156,6 +156,42 @@ def to_csv(table: dict) -> str:
     return buf.getvalue()
 
 
+def plot(table: dict, folder: str | Path) -> list[Path]:
+    """One PNG per dataset: UAR and WAR means per resolution (bars, with ±std whiskers) and the
+    paper's numbers (black ticks). Drawn with Pillow; returns the files written."""
+    from PIL import Image, ImageDraw
+
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    written = []
+    for dataset, rows in table.items():
+        w, h, left, bottom, bar = 120 + 140 * len(rows), 320, 50, 40, 40
+        img = Image.new("RGB", (w, h), "white")
+        d = ImageDraw.Draw(img)
+        y = lambda v: h - bottom - (h - bottom - 20) * v / 100.0  # noqa: E731
+        for tick in range(0, 101, 20):
+            d.line([(left, y(tick)), (w - 10, y(tick))], fill=(225, 225, 225))
+            d.text((8, y(tick) - 6), str(tick), fill="black")
+        for i, (res, row) in enumerate(rows.items()):
+            x0 = left + 20 + 140 * i
+            for j, (metric, colour) in enumerate((("uar", (66, 133, 244)), ("war", (52, 168, 83)))):
+                mean, std = row[f"{metric}_mean"], row[f"{metric}_std"]
+                bx = x0 + j * (bar + 8)
+                if mean is not None:
+                    d.rectangle([bx, y(mean), bx + bar, y(0)], fill=colour if row["complete"] else (200, 200, 200))
+                    if std is not None:
+                        d.line([(bx + bar / 2, y(mean - std)), (bx + bar / 2, y(mean + std))], fill="black", width=2)
+                if row["paper"]:
+                    d.line([(bx - 3, y(row["paper"][metric])), (bx + bar + 3, y(row["paper"][metric]))], fill="black",
+                           width=3)
+            d.text((x0, h - bottom + 8), f"{res} px" + ("" if row["complete"] else " (incomplete)"), fill="black")
+        d.text((left, 4), f"{dataset.upper()}: UAR (blue) / WAR (green), mean ± std; paper: black", fill="black")
+        path = folder / f"{dataset}.png"
+        img.save(path)
+        written.append(path)
+    return written
+
+
 def _parse_folds(text: str) -> tuple:
     out = []
     for part in text.split(","):
@@ -171,6 +207,7 @@ def main(argv=None) -> int:
     p.add_argument("--csv", help="write per-fold rows, means, stds and the paper's numbers here")
     p.add_argument("--folds", default="1-5", help="expected folds (default 1-5)")
     p.add_argument("--resolutions", default="", help="expected resolutions, e.g. 112,160,224 (default: those found)")
+    p.add_argument("--plot", help="also draw one bar chart (PNG) per dataset into this folder")
     args = p.parse_args(argv)
     folds = _parse_folds(args.folds)
     try:
@@ -183,6 +220,9 @@ def main(argv=None) -> int:
         atomic_write_json(args.json, table)
     if args.csv:
         atomic_write_text(args.csv, to_csv(table))
+    if args.plot:
+        for path in plot(table, args.plot):
+            print(f"wrote {path}")
     complete = bool(table) and all(row["complete"] for rows in table.values() for row in rows.values())
     if not table:
         print(f"no results under {args.runs_root}", file=sys.stderr)
