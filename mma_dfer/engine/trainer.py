@@ -241,28 +241,29 @@ class Trainer:
             found = checkpointing.latest(self.ckpt_dir)
             if found is None:
                 return False
-            tag = found["tag"]
-        else:
+            load_dir, tag = self.ckpt_dir, found["tag"]
+        else:  # an explicit checkpoint (new checkpoints still go to this run's folder)
             path = Path(self.resume)
-            tag, self.ckpt_dir = path.name, path.parent
+            load_dir, tag = path.parent, path.name
             if not (path / checkpointing.MARKER).is_file():
                 raise TrainingError(f"--resume {path}: not a complete checkpoint (no {checkpointing.MARKER})")
-        # strict=False: the frozen encoder weights are not in the checkpoint (see checkpointing.save);
-        # every trainable one must be, which is checked here rather than assumed.
-        saved = torch.load(self.ckpt_dir / tag / "mp_rank_00_model_states.pt", map_location="cpu",
-                           weights_only=True)["module"].keys()
-        missing = [n for n, p in self.engine.module.named_parameters() if p.requires_grad and n not in saved]
-        if missing:
-            raise TrainingError(f"checkpoint {self.ckpt_dir / tag} lacks trainable weights {missing[:5]}")
-        _, client = self.engine.load_checkpoint(str(self.ckpt_dir), tag=tag, load_lr_scheduler_states=False,
+        if self.engine.zero_optimization_stage() < 3:
+            # strict=False below: the frozen encoder weights are not in the checkpoint (see
+            # checkpointing.save); every trainable one must be, which is checked, not assumed.
+            saved = torch.load(load_dir / tag / "mp_rank_00_model_states.pt", map_location="cpu",
+                               weights_only=True)["module"].keys()
+            missing = [n for n, p in self.engine.module.named_parameters() if p.requires_grad and n not in saved]
+            if missing:
+                raise TrainingError(f"checkpoint {load_dir / tag} lacks trainable weights {missing[:5]}")
+        _, client = self.engine.load_checkpoint(str(load_dir), tag=tag, load_lr_scheduler_states=False,
                                                 load_module_strict=False)
         if client is None:
-            raise TrainingError(f"cannot load checkpoint {self.ckpt_dir / tag}")
+            raise TrainingError(f"cannot load checkpoint {load_dir / tag}")
         self.state = {k: client[k] for k in self.state}
-        rng_file = self.ckpt_dir / tag / f"rng_rank{self.env.rank}.pt"
+        rng_file = load_dir / tag / f"rng_rank{self.env.rank}.pt"
         if rng_file.is_file():
             set_rng_state(torch.load(rng_file, weights_only=True))
-        log.info("resumed from %s (epoch %d, step %d of the epoch)", self.ckpt_dir / tag, self.state["epoch"],
+        log.info("resumed from %s (epoch %d, step %d of the epoch)", load_dir / tag, self.state["epoch"],
                  self.state["step_in_epoch"])
         return True
 
