@@ -192,3 +192,17 @@ def test_evaluate_an_authors_checkpoint(demo_root, tmp_path, monkeypatch):
     bad = subprocess.run([sys.executable, str(ROOT / "launch/evaluate.py"), "--config", DEMO, "--set",
                           "data.dataset=mafw", "--checkpoint", str(path)], cwd=ROOT, capture_output=True, text=True)
     assert bad.returncode == 2 and "has 7 classes but data.dataset=mafw has 11" in bad.stderr
+
+
+def test_resume_from_an_explicit_checkpoint_writes_into_the_new_run(demo_root, tmp_path):
+    first, second = tmp_path / "first", tmp_path / "second"
+    common = ["--config", DEMO, "--set", f"data.root={demo_root}"]
+    run_train(*common, "--set", "train.epochs=1", "--set", f"output_dir={first}")
+    proc = run_train(*common, "--set", "train.epochs=2", "--set", f"output_dir={second}",
+                     "--resume", str(first / "checkpoints/epoch001"))
+    assert "resumed from" in proc.stderr
+    assert checkpointing.latest(second / "checkpoints")["tag"] == "epoch002"
+    assert [m["tag"] for m in checkpointing.complete_tags(first / "checkpoints")] == ["epoch001"]
+    assert json.loads((second / "result.json").read_text())["epoch"] == 2
+    bad = run_train(*common, "--set", f"output_dir={tmp_path / 'x'}", "--resume", str(tmp_path / "nothing"), check=False)
+    assert bad.returncode == 2 and "not a complete checkpoint" in bad.stderr
