@@ -7,6 +7,15 @@ import tempfile
 from pathlib import Path
 
 
+def parse_int_list(text: str) -> list[int]:
+    """``"1-3,5"`` -> [1, 2, 3, 5] (folds and resolutions on command lines)."""
+    out = []
+    for part in text.split(","):
+        a, _, b = part.strip().partition("-")
+        out += list(range(int(a), int(b or a) + 1))
+    return out
+
+
 def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> None:
     """Write ``data`` to ``path`` so that readers see the old file or the new one, never half."""
     path = Path(path)

@@ -17,7 +17,7 @@ import sys
 from pathlib import Path
 from typing import Optional
 
-from mma_dfer.utils import atomic_write_json, atomic_write_text
+from mma_dfer.utils import atomic_write_json, atomic_write_text, parse_int_list
 
 FOLDS = (1, 2, 3, 4, 5)
 REQUIRED = ("dataset", "fold", "resolution", "uar", "war")
@@ -192,14 +192,6 @@ def plot(table: dict, folder: str | Path) -> list[Path]:
     return written
 
 
-def _parse_folds(text: str) -> tuple:
-    out = []
-    for part in text.split(","):
-        a, _, b = part.partition("-")
-        out += list(range(int(a), int(b or a) + 1))
-    return tuple(out)
-
-
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(prog="aggregate", description=__doc__.split("\n\n")[0])
     p.add_argument("runs_root")
@@ -209,7 +201,7 @@ def main(argv=None) -> int:
     p.add_argument("--resolutions", default="", help="expected resolutions, e.g. 112,160,224 (default: those found)")
     p.add_argument("--plot", help="also draw one bar chart (PNG) per dataset into this folder")
     args = p.parse_args(argv)
-    folds = _parse_folds(args.folds)
+    folds = tuple(parse_int_list(args.folds))
     try:
         table = collect(args.runs_root, folds, [r for r in args.resolutions.split(",") if r])
     except AggregateError as e:

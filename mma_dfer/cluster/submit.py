@@ -17,18 +17,9 @@ import time
 from pathlib import Path
 from typing import Optional
 
-from mma_dfer.utils import atomic_write_json
+from mma_dfer.utils import atomic_write_json, parse_int_list
 
 MANIFEST = "submit_manifest.json"
-
-
-def parse_list(text: str) -> list[int]:
-    """``"1-3,5"`` -> [1, 2, 3, 5]."""
-    out = []
-    for part in text.split(","):
-        a, _, b = part.strip().partition("-")
-        out += list(range(int(a), int(b or a) + 1))
-    return out
 
 
 def run_dir(runs_root: Path, dataset: str, resolution: int, fold: int) -> Path:
@@ -130,7 +121,7 @@ def submit(args) -> int:
     runs_root.mkdir(parents=True, exist_ok=True)
     log_dir = runs_root / "submitit_logs"
     jobs, entries = [], []
-    grid = [(r, f) for r in parse_list(args.resolutions) for f in parse_list(args.folds)]
+    grid = [(r, f) for r in parse_int_list(args.resolutions) for f in parse_int_list(args.folds)]
     todo = []
     for res, fold in grid:
         out = run_dir(runs_root, args.dataset, res, fold)
