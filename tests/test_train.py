@@ -172,6 +172,11 @@ def test_evaluate_reproduces_a_training_runs_result(demo_root, tmp_path):
                 "confusion_matrix", "confusion_matrix_2clip"):
         assert evaluated[key] == trained[key], key
     assert evaluated["checkpoint_kind"] == "mma-dfer"
+    older = subprocess.run([sys.executable, str(ROOT / "launch/evaluate.py"), "--config", str(run_dir / "config.yaml"),
+                            "--checkpoint", str(run_dir / "checkpoints/epoch001"), "--clips", "1", "--output",
+                            str(tmp_path / "eval1")], cwd=ROOT, capture_output=True, text=True, timeout=600)
+    assert older.returncode == 0, older.stderr[-3000:]
+    assert json.loads((tmp_path / "eval1/result.json").read_text())["epoch"] == 1  # the tag given, not the newest
 
 
 def test_evaluate_an_authors_checkpoint(demo_root, tmp_path, monkeypatch):

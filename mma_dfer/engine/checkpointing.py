@@ -52,6 +52,26 @@ def latest(ckpt_dir: Path) -> Optional[dict]:
     return tags[-1] if tags else None
 
 
+MODEL_STATES = "mp_rank_00_model_states.pt"  # DeepSpeed's file with the module state dict (stages 0-2)
+
+
+def saved_module(tag_dir: Path) -> dict:
+    """The trainable weights a tag folder holds (``module`` of DeepSpeed's model-states file),
+    read with ``weights_only=True``."""
+    from mma_dfer.models.checkpoints import CheckpointError, safe_load
+
+    module = safe_load(Path(tag_dir) / MODEL_STATES).get("module")
+    if not isinstance(module, dict):
+        raise CheckpointError(f"{Path(tag_dir) / MODEL_STATES}: no 'module' state dict "
+                              "(ZeRO-3 runs: consolidate with zero_to_fp32 first)")
+    return module
+
+
+def marker(tag_dir: Path) -> dict:
+    """The ``complete.json`` of one tag folder (tag, global_step, epoch, step_in_epoch)."""
+    return json.loads((Path(tag_dir) / MARKER).read_text())
+
+
 def resolve(path: Path) -> Path:
     """A run folder, its ``checkpoints/`` folder or one tag folder -> the complete tag folder."""
     path = Path(path)

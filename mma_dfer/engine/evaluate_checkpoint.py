@@ -41,8 +41,7 @@ def load_model(path: Path, cfg):
         cfg.data.audio_frames = model.audio_frames
         return model, model.checkpoint_epoch, "authors"
     model, _ = load_trained_model(path, cfg)
-    marker = checkpointing.latest(checkpointing.resolve(path).parent)
-    return model, (marker or {}).get("epoch"), "mma-dfer"
+    return model, checkpointing.marker(checkpointing.resolve(path))["epoch"], "mma-dfer"
 
 
 def main(argv=None) -> int:

@@ -6,7 +6,7 @@ from typing import Optional
 
 from mma_dfer.config import Config, load_config
 from mma_dfer.engine import checkpointing
-from mma_dfer.models.checkpoints import CheckpointError, safe_load
+from mma_dfer.models.checkpoints import CheckpointError
 
 
 def load_trained_model(path: str | Path, cfg: Optional[Config] = None):
@@ -27,16 +27,13 @@ def load_trained_model(path: str | Path, cfg: Optional[Config] = None):
         if not (run_dir / "config.yaml").is_file():
             raise CheckpointError(f"{run_dir}/config.yaml not found; pass the config explicitly")
         cfg = load_config(run_dir / "config.yaml")
-    states = tag_dir / "mp_rank_00_model_states.pt"
-    module = safe_load(states).get("module")
-    if not isinstance(module, dict):
-        raise CheckpointError(f"{states}: no 'module' state dict (ZeRO-3 runs: consolidate with zero_to_fp32 first)")
+    module = checkpointing.saved_module(tag_dir)
     seed_everything(cfg.train.seed)
     model = build_model(cfg)
     trainable = {n for n, p in model.named_parameters() if p.requires_grad}
     missing, unexpected = trainable - set(module), set(module) - set(model.state_dict())
     if missing or unexpected:
-        raise CheckpointError(f"{states}: does not match the run's model; missing {sorted(missing)[:5]}, "
+        raise CheckpointError(f"{tag_dir / checkpointing.MODEL_STATES}: does not match the run's model; missing {sorted(missing)[:5]}, "
                               f"unexpected {sorted(unexpected)[:5]}")
     model.load_state_dict({k: v.float() for k, v in module.items()}, strict=False)
     return model.eval(), cfg

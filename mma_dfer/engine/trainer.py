@@ -250,8 +250,7 @@ class Trainer:
         if self.engine.zero_optimization_stage() < 3:
             # strict=False below: the frozen encoder weights are not in the checkpoint (see
             # checkpointing.save); every trainable one must be, which is checked, not assumed.
-            saved = torch.load(load_dir / tag / "mp_rank_00_model_states.pt", map_location="cpu",
-                               weights_only=True)["module"].keys()
+            saved = checkpointing.saved_module(load_dir / tag).keys()
             missing = [n for n, p in self.engine.module.named_parameters() if p.requires_grad and n not in saved]
             if missing:
                 raise TrainingError(f"checkpoint {load_dir / tag} lacks trainable weights {missing[:5]}")
