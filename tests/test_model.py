@@ -159,6 +159,50 @@ def test_grad_checkpointing_gives_the_same_gradients(tiny_cfg):
         torch.testing.assert_close(a, b, rtol=1e-5, atol=1e-6)
 
 
+def _tiny_inputs(cfg, dtype=torch.float32):
+    d = cfg.data
+    return (torch.rand(2, d.num_frames, 3, d.resolution, d.resolution, dtype=dtype),
+            torch.randn(2, 1, d.audio_frames, 128, dtype=dtype))
+
+
+def test_whole_module_cast_to_bf16_trains(tiny_cfg):
+    # what DeepSpeed's bf16 mode does after the model is built: every weight and input in bf16
+    model = build_model(tiny_cfg).train().to(torch.bfloat16)
+    out = model(*_tiny_inputs(tiny_cfg, torch.bfloat16))
+    out.float().sum().backward()
+    assert out.dtype == torch.bfloat16
+    assert all(p.grad is not None and p.grad.dtype == torch.bfloat16 for p in model.trainable_parameters())
+
+
+def test_frozen_bf16_weights_keep_fp32_trainables(tiny_cfg):
+    torch.manual_seed(0)
+    ref = build_model(tiny_cfg).train()
+    tiny_cfg.model.frozen_dtype = "bfloat16"
+    torch.manual_seed(0)
+    half = build_model(tiny_cfg).train()
+    assert {p.dtype for p in half.video_encoder.blocks.parameters()} == {torch.bfloat16}
+    assert {p.dtype for p in half.trainable_parameters()} == {torch.float32}
+    video, audio = _tiny_inputs(tiny_cfg)
+    torch.manual_seed(1)
+    a = ref(video, audio)
+    torch.manual_seed(1)
+    b = half(video, audio)
+    assert b.dtype == torch.float32
+    torch.testing.assert_close(a, b, rtol=0.1, atol=0.05)  # bf16 rounding only
+    b.sum().backward()
+    assert all(p.grad is not None and p.grad.dtype == torch.float32 for p in half.trainable_parameters())
+
+
+def test_unfused_attention_matches_sdpa(tiny_cfg):
+    outs = []
+    for fused in (True, False):
+        tiny_cfg.model.fused_attn = fused
+        torch.manual_seed(0)
+        model = build_model(tiny_cfg).eval()
+        outs.append(model(*_tiny_inputs(tiny_cfg)))
+    torch.testing.assert_close(outs[0], outs[1], rtol=1e-4, atol=1e-5)
+
+
 @pytest.mark.slow
 @pytest.mark.parametrize("res", [112, 160, 224])
 def test_full_vit_b_forward_backward(res):

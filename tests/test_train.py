@@ -110,6 +110,20 @@ def test_non_finite_loss_stops_and_leaves_the_checkpoint(demo_root, tmp_path):
     assert checkpointing.latest(out / "checkpoints")["tag"] == "epoch001"
 
 
+def test_bf16_engine_trains_and_resumes(demo_root, tmp_path):
+    # DeepSpeed casts the whole module to bf16 after it is built: frozen blocks, prompts and inputs
+    out = tmp_path / "run"
+    common = ["--config", DEMO, "--deepspeed_config", str(ROOT / "ds_configs/cpu_bf16.json"),
+              "--set", f"data.root={demo_root}", "--set", f"output_dir={out}", "--set", "train.max_steps_per_epoch=2"]
+    run_train(*common, "--set", "train.epochs=1")
+    module = final_module(out)
+    assert {v.dtype for v in module.values()} == {torch.bfloat16}
+    resumed = run_train(*common, "--set", "train.epochs=2")
+    assert "resumed from" in resumed.stderr
+    result = json.loads((out / "result.json").read_text())
+    assert result["epoch"] == 2 and 0 <= result["uar"] <= 100
+
+
 def test_bad_root_and_fold_fail_fast_with_the_field_named(tmp_path):
     proc = run_train("--config", DEMO, "--set", f"data.root={tmp_path / 'none'}", check=False)
     assert proc.returncode == 2 and f"data.root={tmp_path / 'none'} does not exist" in proc.stderr

@@ -49,7 +49,6 @@ class ViTEncoder(nn.Module):
             for i in range(depth))
         self.norm = norm(embed_dim)
         self.grad_checkpointing = False
-        self.block_dtype = torch.float32
         self._init_weights(prompt_pos_std)
 
     def _init_weights(self, prompt_pos_std: float) -> None:
@@ -69,8 +68,7 @@ class ViTEncoder(nn.Module):
 
     def set_block_dtype(self, dtype: str) -> None:
         """Keep the frozen blocks' weights in ``dtype`` (activations are cast around each block)."""
-        self.block_dtype = _DTYPES[dtype]
-        self.blocks.to(self.block_dtype)
+        self.blocks.to(_DTYPES[dtype])
 
     def embed(self, x: torch.Tensor, prompts: Optional[torch.Tensor]) -> torch.Tensor:
         """Patchify, prepend CLS, append the prompt tokens, add the positional embedding."""
@@ -84,9 +82,11 @@ class ViTEncoder(nn.Module):
     def block(self, i: int, x: torch.Tensor) -> torch.Tensor:
         """Run block ``i``; recompute it in backward when grad checkpointing is on."""
         blk = self.blocks[i]
-        dtype = x.dtype
-        if self.block_dtype != dtype:
-            x = x.to(self.block_dtype)
+        # The weights' dtype, read each call: set_block_dtype may have set it, or DeepSpeed's
+        # bf16/fp16 cast of the whole module after construction.
+        dtype, block_dtype = x.dtype, blk.norm1.weight.dtype
+        if block_dtype != dtype:
+            x = x.to(block_dtype)
         if self.grad_checkpointing and self.training and torch.is_grad_enabled():
             x = checkpoint(blk, x, use_reentrant=False)
         else:
