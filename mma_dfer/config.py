@@ -69,6 +69,10 @@ class ModelConfig:
     frozen_dtype: str = "float32"
     # Fused scaled-dot-product attention in the encoder blocks (False: timm's explicit softmax).
     fused_attn: bool = True
+    # torch.compile the frozen blocks' attention and MLP branches (all 24 blocks share one graph
+    # per branch and input shape; see ViTEncoder.compile_blocks); the backend is torch.compile's.
+    compile_blocks: bool = False
+    compile_backend: str = "inductor"
     # Filled from data.dataset when left empty.
     num_classes: Optional[int] = None
 
@@ -77,6 +81,10 @@ class ModelConfig:
         _choice("model.temporal", self.temporal, ("mtt", "mean"))
         _choice("model.modalities", self.modalities, ("audiovisual", "video", "audio"))
         _choice("model.frozen_dtype", self.frozen_dtype, ("float32", "bfloat16", "float16"))
+        if self.compile_blocks:
+            import torch._dynamo
+
+            _choice("model.compile_backend", self.compile_backend, tuple(torch._dynamo.list_backends(exclude_tags=())))
         _positive("model.embed_dim", self.embed_dim)
         _positive("model.depth", self.depth)
         if self.embed_dim % self.num_heads:

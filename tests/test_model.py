@@ -203,6 +203,62 @@ def test_unfused_attention_matches_sdpa(tiny_cfg):
     torch.testing.assert_close(outs[0], outs[1], rtol=1e-4, atol=1e-5)
 
 
+def test_compiled_blocks_share_graphs_and_match_eager(tiny_cfg):
+    import torch._dynamo
+    from torch._dynamo.utils import counters
+
+    tiny_cfg.model.depth = 12  # 24 blocks, each with its own drop-path rate
+    tiny_cfg.model.grad_checkpointing = True
+    video, audio = _tiny_inputs(tiny_cfg)
+    grads = []
+    torch._dynamo.reset()
+    counters.clear()
+    for compiled in (False, True):
+        tiny_cfg.model.compile_blocks = compiled
+        tiny_cfg.model.compile_backend = "aot_eager"  # inductor needs minutes of C++ compilation on a CPU
+        torch.manual_seed(0)
+        model = build_model(tiny_cfg).train()
+        torch.manual_seed(1)  # same drop-path draws: stochastic depth stays outside the graphs
+        model(video, audio).sum().backward()
+        grads.append([p.grad for p in model.trainable_parameters()])
+    for a, b in zip(*grads):
+        torch.testing.assert_close(a, b, rtol=1e-4, atol=1e-6)
+    # 2 branches x 2 input shapes (frames, fbank), whatever the number of blocks
+    assert counters["stats"]["unique_graphs"] == 4
+    with pytest.raises(ConfigError, match="model.compile_backend"):
+        load_config(None, ["model.compile_blocks=true", "model.compile_backend=inductr"])
+
+
+def test_activation_memory_is_measured_and_checkpointing_shrinks_it(tiny_cfg):
+    from mma_dfer.models.memory import activation_bytes, saved_tensor_bytes
+
+    # one saved activation of a known size; the weight the matmul saves is excluded
+    lin = torch.nn.Linear(16, 16, bias=False)
+    x = torch.randn(4, 16, requires_grad=True)
+    assert saved_tensor_bytes(lambda: lin(x), lin.parameters()) == 4 * 16 * 4
+    assert saved_tensor_bytes(lambda: lin(x), []) == 4 * 16 * 4 + 16 * 16 * 4
+    full = activation_bytes(tiny_cfg)
+    tiny_cfg.model.grad_checkpointing = True
+    ckpt = activation_bytes(tiny_cfg)
+    assert full.recompute == 0 and 0 < ckpt.kept < full.kept and 0 < ckpt.recompute < full.kept
+    tiny_cfg.model.grad_checkpointing = False
+    assert activation_bytes(tiny_cfg, "bfloat16").kept < 0.6 * full.kept
+
+
+def test_model_state_accounting_per_zero_stage():
+    from mma_dfer.models.memory import model_state_bytes
+
+    t, f = 1000, 9000
+    s0 = model_state_bytes(t, f, "bf16", 0, 8)
+    assert s0 == {"weights": 2 * 10000, "gradients": 2 * 1000, "optimizer": 12 * 1000}
+    assert model_state_bytes(t, f, "bf16", 1, 8)["optimizer"] == 12 * 1000 / 8
+    assert model_state_bytes(t, f, "bf16", 2, 8)["gradients"] == 2 * 1000 / 8
+    assert model_state_bytes(t, f, "bf16", 3, 8)["weights"] == 2 * 10000 / 8
+    assert model_state_bytes(t, f, "fp32", 0, 1) == {"weights": 40000, "gradients": 4000, "optimizer": 8000}
+    with pytest.raises(ValueError, match="zero_stage=4"):
+        model_state_bytes(t, f, "bf16", 4, 8)
+
+
 @pytest.mark.slow
 @pytest.mark.parametrize("res", [112, 160, 224])
 def test_full_vit_b_forward_backward(res):

@@ -1,6 +1,8 @@
 """FLOPs of one training step, counted by running the model on meta tensors (no compute)."""
 from __future__ import annotations
 
+import copy
+
 import torch
 from torch.utils.flop_counter import FlopCounterMode
 
@@ -10,9 +12,13 @@ def train_flops_per_clip(cfg) -> tuple[float, float]:
 
     Counted with torch's FlopCounterMode on a meta-device copy: every matmul, convolution and
     attention the forward and backward actually run. The frozen encoders' backward computes
-    activation gradients only, so training is ~2x the forward, not 3x."""
+    activation gradients only, so training is ~2x the forward, not 3x. These are model FLOPs:
+    activation checkpointing's recomputation is not counted, and the blocks run uncompiled
+    (compilation changes how, not what, is computed)."""
     from mma_dfer.models import build_model
 
+    cfg = copy.deepcopy(cfg)
+    cfg.model.grad_checkpointing = cfg.model.compile_blocks = False
     d = cfg.data
     with torch.device("meta"):
         model = build_model(cfg, load_pretrained=False).train()

@@ -67,6 +67,8 @@ class MMADFER(nn.Module):
             enc.set_block_dtype(cfg.frozen_dtype)
             for blk in enc.blocks:
                 blk.attn.fused_attn = cfg.fused_attn
+            if cfg.compile_blocks:
+                enc.compile_blocks(cfg.compile_backend)
         self.freeze_encoders()
 
     # -- structure ----------------------------------------------------------------------
