@@ -55,7 +55,8 @@ def worker(spec: dict) -> dict:
     cfg = load_config(None, [f"data.resolution={spec['res']}", f"data.num_frames={spec['frames']}",
                              f"model.grad_checkpointing={str(spec['ckpt']).lower()}",
                              f"model.fused_attn={str(spec.get('fused', True)).lower()}",
-                             f"model.frozen_dtype={spec.get('frozen_dtype', 'float32')}"])
+                             f"model.frozen_dtype={spec.get('frozen_dtype', 'float32')}",
+                             f"model.compile_blocks={str(spec.get('compile', False)).lower()}"])
     cuda = torch.cuda.is_available()
     device = torch.device("cuda" if cuda else "cpu")
     torch.manual_seed(0)
@@ -147,6 +148,47 @@ HEADER = ("| res | frames | batch | precision | grad ckpt | engine | clips/s | s
           "peak MB | MFU % |\n|---|---|---|---|---|---|---|---|---|---|---|")
 
 
+def run_levers(args, cuda: bool) -> int:
+    """Each lever alone against the same plain-loop baseline, in separate processes of one run."""
+    import torch
+
+    res, prec = int(args.resolutions.split(",")[0]), args.precisions.split(",")[0]
+    base = dict(res=res, frames=args.frames, batch=args.batch, precision=prec, ckpt=False, fused=True,
+                steps=args.steps, warmup=args.warmup, engine="plain", label=f"plain {prec} (baseline)")
+    bf16_ok = cuda or torch.ops.mkldnn._is_mkldnn_bf16_supported()
+    note = "" if bf16_ok else ("this CPU has no native bf16 matmul (no AVX512-BF16/AMX): the bf16 levers would "
+                               "time its emulation, so they are skipped (bench/memory.py measures their memory)\n\n")
+    print(note, end="", flush=True)
+    levers = [{"precision": "bf16", "label": "bf16 autocast"}] if prec == "fp32" and bf16_ok else []
+    if prec == "fp32" and cuda:
+        levers.append({"precision": "fp16", "label": "fp16 autocast"})
+    levers += [{"fused": False, "label": "explicit-softmax attention (no SDPA)"},
+               {"ckpt": True, "label": "grad checkpointing"}]
+    levers += [{"frozen_dtype": "bfloat16", "label": "frozen weights in bf16"}] if bf16_ok else []
+    levers += [{"compile": True, "label": "compiled blocks (inductor)"}]
+    results = [run_worker(base)]
+    print(HEADER + "\n" + row(results[0]), flush=True)
+    for change in levers:
+        results.append(run_worker({**base, **change}))
+        print(row(results[-1]), flush=True)
+    device = next((r["device"] for r in results if "device" in r), "?")
+    text = f"device: {device}; torch {torch.__version__}\n\n{note}{HEADER}\n" + "\n".join(row(r) for r in results) + "\n"
+    b = results[0]
+    lines = []
+    for r in results[1:]:
+        if "error" in r or "error" in b:
+            lines.append(f"lever {r['label']}: failed")
+            continue
+        lines.append(f"lever {r['label']}: throughput x{r['clips_per_s'] / b['clips_per_s']:.3f}, "
+                     f"peak memory x{r['peak_mb'] / b['peak_mb']:.3f}")
+    text += "\n" + "\n".join(f"- {ln}" for ln in lines) + "\n"
+    if args.markdown:
+        Path(args.markdown).parent.mkdir(parents=True, exist_ok=True)
+        Path(args.markdown).write_text(text)
+    print("\n" + text)
+    return 0 if all("error" not in r for r in results) else 1
+
+
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--quick", action="store_true", help="CPU-sized: 112 px, 4 frames, batch 2, fp32")
@@ -160,6 +202,10 @@ def main(argv=None) -> int:
                    help="also run DeepSpeed with grad checkpointing (default: plain loop only)")
     p.add_argument("--fused-attn", default="on", help="on, off or on,off (SDPA in the encoders)")
     p.add_argument("--frozen-dtype", default="float32", help="the frozen encoders' weights (plain loop only)")
+    p.add_argument("--levers", action="store_true",
+                   help="plain loop at the first resolution/precision, then one lever at a time against it: "
+                        "half-precision autocast, explicit-softmax attention, grad checkpointing, frozen weights "
+                        "in bf16, compiled blocks")
     p.add_argument("--steps", type=int, default=10)
     p.add_argument("--warmup", type=int, default=3)
     p.add_argument("--markdown", help="also write the table to this file")
@@ -178,6 +224,8 @@ def main(argv=None) -> int:
               "the clip rate is NOT comparable with 16-frame numbers", flush=True)
     if not cuda:
         print("no GPU: running on the CPU (fp16 skipped: DeepSpeed refuses it on most CPUs)", flush=True)
+    if args.levers:
+        return run_levers(args, cuda)
     results = []
     for res in [int(r) for r in args.resolutions.split(",")]:
         for prec in args.precisions.split(","):

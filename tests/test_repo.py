@@ -31,3 +31,20 @@ def test_quick_step_benchmark_ends_with_the_ratio_line():
     last = proc.stdout.strip().splitlines()[-1]
     assert re.fullmatch(r"deepspeed/plain throughput ratio: \d+\.\d+", last), last
     assert "4 frames per clip (not 16)" in proc.stdout
+
+
+@pytest.mark.slow
+def test_memory_benchmark_tables(tmp_path):
+    import subprocess
+    import sys
+
+    out = tmp_path / "memory.md"
+    proc = subprocess.run([sys.executable, str(ROOT / "bench/memory.py"), "--resolutions", "112", "--zero-res", "112",
+                           "--frames", "1", "--markdown", str(out)], cwd=ROOT, capture_output=True, text=True, timeout=600)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    text = out.read_text()
+    assert text.count("| 112 | fp32 |") == 3 and text.count("| 112 | bf16 |") == 2
+    assert "ZeRO-3 vs ZeRO-0 on 8 GPU(s): saves" in text
+    # with 8 GPUs (micro-batch 1) ZeRO-3 partitions the frozen weights: the smallest model states
+    states = [float(line.split("|")[7]) for line in text.splitlines() if line.startswith("| 8 | 1 |")]
+    assert len(states) == 8 and states[3] == min(states[:4]) < states[0]
