@@ -124,6 +124,38 @@ def test_bf16_engine_trains_and_resumes(demo_root, tmp_path):
     assert result["epoch"] == 2 and 0 <= result["uar"] <= 100
 
 
+def test_zero3_run_resumes_and_evaluates_without_deepspeed(demo_root, tmp_path):
+    # every weight partitioned (threshold 0): the prompts, pos-embeds and gates are read outside
+    # their modules' forward, and the checkpoint must still give the run's own result offline
+    import subprocess
+    import sys
+
+    ds = tmp_path / "zero3.json"
+    ds.write_text(json.dumps({"zero_optimization": {"stage": 3, "stage3_param_persistence_threshold": 0},
+                              "bf16": {"enabled": True}}))
+    out = tmp_path / "run"
+    common = ["--config", DEMO, "--deepspeed_config", str(ds), "--set", f"data.root={demo_root}",
+              "--set", f"output_dir={out}", "--set", "train.max_steps_per_epoch=2"]
+    run_train(*common, "--set", "train.epochs=1")
+    assert "resumed from" in run_train(*common, "--set", "train.epochs=2").stderr
+    tag = checkpointing.resolve(out)
+    assert not (tag / checkpointing.MODEL_STATES).exists()
+    module = checkpointing.saved_module(tag)
+    cfg = load_config(out / "config.yaml")
+    from mma_dfer.models import build_model
+
+    model = build_model(cfg, load_pretrained=False)
+    assert set(module) == {n for n, p in model.named_parameters() if p.requires_grad}
+    assert all(module[n].shape == p.shape for n, p in model.named_parameters() if n in module)
+    proc = subprocess.run([sys.executable, str(ROOT / "launch/evaluate.py"), "--config", str(out / "config.yaml"),
+                           "--checkpoint", str(out), "--output", str(tmp_path / "eval")],
+                          cwd=ROOT, capture_output=True, text=True, timeout=600)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    trained, evaluated = (json.loads(p.read_text()) for p in (out / "result.json", tmp_path / "eval/result.json"))
+    for key in ("epoch", "uar", "war", "uar_2clip", "war_2clip", "confusion_matrix", "confusion_matrix_2clip"):
+        assert evaluated[key] == trained[key], key
+
+
 def test_bad_root_and_fold_fail_fast_with_the_field_named(tmp_path):
     proc = run_train("--config", DEMO, "--set", f"data.root={tmp_path / 'none'}", check=False)
     assert proc.returncode == 2 and f"data.root={tmp_path / 'none'} does not exist" in proc.stderr

@@ -24,6 +24,8 @@ def save(engine, ckpt_dir: Path, tag: str, client_state: dict, is_main: bool, ke
     # the seeded random init) when the model is rebuilt, which keeps a checkpoint at ~90 MB.
     engine.save_checkpoint(str(ckpt_dir), tag=tag, client_state=client_state, save_latest=False,
                            exclude_frozen_parameters=True)
+    if engine.zero_optimization_stage() == 3:
+        save_gathered_trainables(engine, ckpt_dir / tag, is_main)
     if dist.is_initialized():
         dist.barrier()
     if is_main:
@@ -53,17 +55,40 @@ def latest(ckpt_dir: Path) -> Optional[dict]:
 
 
 MODEL_STATES = "mp_rank_00_model_states.pt"  # DeepSpeed's file with the module state dict (stages 0-2)
+ZERO3_MODULE = "trainable_module.pt"  # ours, for ZeRO-3: the gathered trainable weights
+
+
+def save_gathered_trainables(engine, tag_dir: Path, is_main: bool) -> None:
+    """Under ZeRO-3 DeepSpeed's files hold only each rank's shards of every weight, readable
+    only by DeepSpeed's own unpickling. Gather the trainable weights (7.6M, cheap; every rank
+    must take part) and write them as a plain state dict, so evaluation needs no DeepSpeed and
+    loads with ``weights_only=True`` as for the other stages."""
+    import io
+
+    import deepspeed
+    import torch
+
+    from mma_dfer.utils import atomic_write_bytes
+
+    named = [(n, p) for n, p in engine.module.named_parameters() if p.requires_grad]
+    with deepspeed.zero.GatheredParameters([p for _, p in named]):
+        if is_main:
+            buf = io.BytesIO()
+            torch.save({n: p.detach().cpu().clone() for n, p in named}, buf)
+            atomic_write_bytes(Path(tag_dir) / ZERO3_MODULE, buf.getvalue())
 
 
 def saved_module(tag_dir: Path) -> dict:
-    """The trainable weights a tag folder holds (``module`` of DeepSpeed's model-states file),
-    read with ``weights_only=True``."""
+    """The trainable weights a tag folder holds (``module`` of DeepSpeed's model-states file,
+    or the gathered file of a ZeRO-3 run), read with ``weights_only=True``."""
     from mma_dfer.models.checkpoints import CheckpointError, safe_load
 
-    module = safe_load(Path(tag_dir) / MODEL_STATES).get("module")
+    tag_dir = Path(tag_dir)
+    if not (tag_dir / MODEL_STATES).is_file() and (tag_dir / ZERO3_MODULE).is_file():
+        return safe_load(tag_dir / ZERO3_MODULE)
+    module = safe_load(tag_dir / MODEL_STATES).get("module")
     if not isinstance(module, dict):
-        raise CheckpointError(f"{Path(tag_dir) / MODEL_STATES}: no 'module' state dict "
-                              "(ZeRO-3 runs: consolidate with zero_to_fp32 first)")
+        raise CheckpointError(f"{tag_dir / MODEL_STATES}: no 'module' state dict")
     return module
 
 

@@ -33,7 +33,7 @@ def load_trained_model(path: str | Path, cfg: Optional[Config] = None):
     trainable = {n for n, p in model.named_parameters() if p.requires_grad}
     missing, unexpected = trainable - set(module), set(module) - set(model.state_dict())
     if missing or unexpected:
-        raise CheckpointError(f"{tag_dir / checkpointing.MODEL_STATES}: does not match the run's model; missing {sorted(missing)[:5]}, "
+        raise CheckpointError(f"{tag_dir}: does not match the run's model; missing {sorted(missing)[:5]}, "
                               f"unexpected {sorted(unexpected)[:5]}")
     model.load_state_dict({k: v.float() for k, v in module.items()}, strict=False)
     return model.eval(), cfg
