@@ -165,13 +165,14 @@ def _tiny_inputs(cfg, dtype=torch.float32):
             torch.randn(2, 1, d.audio_frames, 128, dtype=dtype))
 
 
-def test_whole_module_cast_to_bf16_trains(tiny_cfg):
-    # what DeepSpeed's bf16 mode does after the model is built: every weight and input in bf16
-    model = build_model(tiny_cfg).train().to(torch.bfloat16)
-    out = model(*_tiny_inputs(tiny_cfg, torch.bfloat16))
+@pytest.mark.parametrize("dtype", [torch.bfloat16, torch.float16])
+def test_whole_module_cast_to_half_trains(tiny_cfg, dtype):
+    # what DeepSpeed's bf16/fp16 modes do after the model is built: every weight and input cast
+    model = build_model(tiny_cfg).train().to(dtype)
+    out = model(*_tiny_inputs(tiny_cfg, dtype))
     out.float().sum().backward()
-    assert out.dtype == torch.bfloat16
-    assert all(p.grad is not None and p.grad.dtype == torch.bfloat16 for p in model.trainable_parameters())
+    assert out.dtype == dtype and torch.isfinite(out).all()
+    assert all(p.grad is not None and p.grad.dtype == dtype for p in model.trainable_parameters())
 
 
 def test_frozen_bf16_weights_keep_fp32_trainables(tiny_cfg):
