@@ -19,6 +19,7 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
+from mma_dfer.utils import atomic_write_text  # noqa: E402  (after the path set-up)
 
 
 def measure(ds, n: int, gpu_apply=None, batch: int = 8) -> float:
@@ -96,8 +97,7 @@ def main(argv=None) -> int:
         print(f"{res} px: cache/raw decode x{cache / raw:.2f}; cores for 500 clips/s: raw {500 / raw:.0f}, "
               f"cache {500 / cache:.0f}")
     if args.markdown:
-        Path(args.markdown).parent.mkdir(parents=True, exist_ok=True)
-        Path(args.markdown).write_text(text)
+        atomic_write_text(args.markdown, text)
     return 0
 
 

@@ -22,6 +22,7 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
+from mma_dfer.utils import atomic_write_text  # noqa: E402  (after the path set-up)
 
 MB = 2 ** 20
 VARIANTS = [  # (precision, dtype, grad ckpt, fused attention)
@@ -34,11 +35,11 @@ def param_counts(cfg) -> tuple[int, int]:
     import torch
 
     from mma_dfer.models import build_model
+    from mma_dfer.models.summary import param_table
 
     with torch.device("meta"):
-        model = build_model(cfg, load_pretrained=False)
-    trainable = sum(p.numel() for p in model.parameters() if p.requires_grad)
-    return trainable, sum(p.numel() for p in model.parameters()) - trainable
+        rows = param_table(build_model(cfg, load_pretrained=False))
+    return sum(r[1] for r in rows), sum(r[2] for r in rows)
 
 
 def measure_activations(res: int, frames: int) -> list[dict]:
@@ -52,7 +53,7 @@ def measure_activations(res: int, frames: int) -> list[dict]:
         t0 = time.perf_counter()
         act = activation_bytes(cfg, dtype)
         rows.append(dict(res=res, precision=prec, ckpt=ckpt, fused=fused, kept=act.kept, recompute=act.recompute,
-                         seconds=time.perf_counter() - t0))
+                         peak=act.peak, seconds=time.perf_counter() - t0))
         print(f"  {res} px {prec} ckpt={ckpt} sdpa={fused}: {act.kept / MB:.0f} MB kept + {act.recompute / MB:.0f} MB "
               f"recompute per clip ({rows[-1]['seconds']:.0f} s)", flush=True)
     return rows
@@ -62,7 +63,7 @@ def activation_table(rows: list[dict], batch: int) -> str:
     lines = ["| res | precision | attention | grad ckpt | kept for backward MB/clip | + recompute MB | "
              f"micro-batch {batch} GB |", "|---|---|---|---|---|---|---|"]
     for r in rows:
-        gb = batch * (r["kept"] + r["recompute"]) / 2 ** 30
+        gb = batch * r["peak"] / 2 ** 30
         lines.append(f"| {r['res']} | {r['precision']} | {'SDPA' if r['fused'] else 'explicit softmax'} | "
                      f"{r['ckpt']} | {r['kept'] / MB:.0f} | {r['recompute'] / MB:.0f} | {gb:.2f} |")
     return "\n".join(lines)
@@ -72,12 +73,12 @@ def zero_table(trainable: int, frozen: int, act: dict, batch: int, gpus: list[in
     """Per-GPU memory for each ZeRO stage and GPU count; the global batch is split across GPUs."""
     from mma_dfer.models.memory import model_state_bytes
 
-    lines = [f"| GPUs | micro-batch | ZeRO | weights MB | gradients MB | optimizer MB | model states MB | "
-             f"activations MB | states / total |", "|---|---|---|---|---|---|---|---|---|"]
+    lines = ["| GPUs | micro-batch | ZeRO | weights MB | gradients MB | optimizer MB | model states MB | "
+             "activations MB | states / total |", "|---|---|---|---|---|---|---|---|---|"]
     out = []
     for n in gpus:
         micro = max(batch // n, 1)
-        acts = micro * (act["kept"] + act["recompute"])
+        acts = micro * act["peak"]
         for stage in range(4):
             s = model_state_bytes(trainable, frozen, precision, stage, n)
             states = sum(s.values())
@@ -101,7 +102,7 @@ def summary(rows: list[dict], zrows: list[dict], gpus: list[int], args) -> list[
     for r0, r1 in zip(rows, rows[1:]):
         if (r0["res"], r0["precision"], r0["fused"]) == (r1["res"], r1["precision"], r1["fused"]) and r1["ckpt"] and not r0["ckpt"]:
             lines.append(f"activation checkpointing at {r0['res']} px {r0['precision']}: activations "
-                         f"x{(r1['kept'] + r1['recompute']) / r0['kept']:.3f}")
+                         f"x{r1['peak'] / r0['peak']:.3f}")
     return lines
 
 
@@ -140,8 +141,7 @@ def main(argv=None) -> int:
             f"Without activation checkpointing:\n\n{ztab}\n\nWith activation checkpointing:\n\n{ztab_ckpt}\n")
     text += "\n" + "\n".join(f"- {ln}" for ln in summary(rows, zrows, gpus, args)) + "\n"
     if args.markdown:
-        Path(args.markdown).parent.mkdir(parents=True, exist_ok=True)
-        Path(args.markdown).write_text(text)
+        atomic_write_text(args.markdown, text)
     print("\n" + text)
     return 0
 

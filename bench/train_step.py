@@ -23,6 +23,7 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
+from mma_dfer.utils import atomic_write_text  # noqa: E402  (after the path set-up)
 
 # Dense peak TFLOP/s by device name fragment and precision (vendor datasheets; perf-anchors).
 PEAKS = {"H100": {"bf16": 989, "fp16": 989, "fp32": 67, "tf32": 495}, "H200": {"bf16": 989, "fp16": 989, "fp32": 67},
@@ -49,6 +50,7 @@ def worker(spec: dict) -> dict:
     import torch
 
     from mma_dfer.config import load_config
+    from mma_dfer.engine.trainer import peak_memory_mb
     from mma_dfer.models import build_model
     from mma_dfer.models.flops import train_flops_per_clip
 
@@ -109,12 +111,7 @@ def worker(spec: dict) -> dict:
         if cuda:
             torch.cuda.synchronize()
         times.append(time.perf_counter() - t0)
-    if cuda:
-        peak_mb = torch.cuda.max_memory_allocated() / 2 ** 20
-    else:
-        import resource
-
-        peak_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    peak_mb = peak_memory_mb(device)
     flops, _ = train_flops_per_clip(cfg)
     clips_s = b / float(np.mean(times))
     peak_tflops, device_name = device_peak(prec)
@@ -183,8 +180,7 @@ def run_levers(args, cuda: bool) -> int:
                      f"peak memory x{r['peak_mb'] / b['peak_mb']:.3f}")
     text += "\n" + "\n".join(f"- {ln}" for ln in lines) + "\n"
     if args.markdown:
-        Path(args.markdown).parent.mkdir(parents=True, exist_ok=True)
-        Path(args.markdown).write_text(text)
+        atomic_write_text(args.markdown, text)
     print("\n" + text)
     return 0 if all("error" not in r for r in results) else 1
 
@@ -256,8 +252,7 @@ def main(argv=None) -> int:
     device = next((r["device"] for r in results if "device" in r), "?")
     text = f"device: {device}; torch {torch.__version__}\n\n{table}\n"
     if args.markdown:
-        Path(args.markdown).parent.mkdir(parents=True, exist_ok=True)
-        Path(args.markdown).write_text(text)
+        atomic_write_text(args.markdown, text)
     print("\n" + text)
     pairs = [(p_, d) for p_ in results for d in results if "error" not in p_ and "error" not in d
              and p_["engine"] == "plain" and d["engine"] == "deepspeed" and p_["fused"] == d["fused"]

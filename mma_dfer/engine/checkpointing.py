@@ -7,14 +7,16 @@ picked. Older complete tags beyond ``keep`` are removed.
 """
 from __future__ import annotations
 
+import io
 import json
 import shutil
 from pathlib import Path
 from typing import Optional
 
+import torch
 import torch.distributed as dist
 
-from mma_dfer.utils import atomic_write_json
+from mma_dfer.utils import atomic_write_bytes, atomic_write_json
 
 MARKER = "complete.json"
 
@@ -63,12 +65,7 @@ def save_gathered_trainables(engine, tag_dir: Path, is_main: bool) -> None:
     only by DeepSpeed's own unpickling. Gather the trainable weights (7.6M, cheap; every rank
     must take part) and write them as a plain state dict, so evaluation needs no DeepSpeed and
     loads with ``weights_only=True`` as for the other stages."""
-    import io
-
     import deepspeed
-    import torch
-
-    from mma_dfer.utils import atomic_write_bytes
 
     named = [(n, p) for n, p in engine.module.named_parameters() if p.requires_grad]
     with deepspeed.zero.GatheredParameters([p for _, p in named]):

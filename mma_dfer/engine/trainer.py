@@ -247,13 +247,12 @@ class Trainer:
             load_dir, tag = path.parent, path.name
             if not (path / checkpointing.MARKER).is_file():
                 raise TrainingError(f"--resume {path}: not a complete checkpoint (no {checkpointing.MARKER})")
-        if self.engine.zero_optimization_stage() < 3:
-            # strict=False below: the frozen encoder weights are not in the checkpoint (see
-            # checkpointing.save); every trainable one must be, which is checked, not assumed.
-            saved = checkpointing.saved_module(load_dir / tag).keys()
-            missing = [n for n, p in self.engine.module.named_parameters() if p.requires_grad and n not in saved]
-            if missing:
-                raise TrainingError(f"checkpoint {load_dir / tag} lacks trainable weights {missing[:5]}")
+        # strict=False below: the frozen encoder weights are not in the checkpoint (see
+        # checkpointing.save); every trainable one must be, which is checked, not assumed.
+        saved = checkpointing.saved_module(load_dir / tag).keys()
+        missing = [n for n, p in self.engine.module.named_parameters() if p.requires_grad and n not in saved]
+        if missing:
+            raise TrainingError(f"checkpoint {load_dir / tag} lacks trainable weights {missing[:5]}")
         _, client = self.engine.load_checkpoint(str(load_dir), tag=tag, load_lr_scheduler_states=False,
                                                 load_module_strict=False)
         if client is None:

@@ -16,7 +16,7 @@ from timm.layers import PatchEmbed, trunc_normal_
 from timm.models.vision_transformer import Block
 from torch.utils.checkpoint import checkpoint
 
-_DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
+DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
 
 
 def attention_branch(blk: Block, x: torch.Tensor) -> torch.Tensor:
@@ -79,7 +79,7 @@ class ViTEncoder(nn.Module):
 
     def set_block_dtype(self, dtype: str) -> None:
         """Keep the frozen blocks' weights in ``dtype`` (activations are cast around each block)."""
-        self.blocks.to(_DTYPES[dtype])
+        self.blocks.to(DTYPES[dtype])
 
     def embed(self, x: torch.Tensor, prompts: Optional[torch.Tensor]) -> torch.Tensor:
         """Patchify, prepend CLS, append the prompt tokens, add the positional embedding."""
