@@ -12,7 +12,7 @@ from dataclasses import dataclass
 
 import torch
 
-_DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
+from mma_dfer.models.encoders import DTYPES
 
 
 @dataclass
@@ -60,20 +60,20 @@ def activation_bytes(cfg, dtype: str = "float32") -> ActivationMemory:
 
     d = cfg.data
     torch.manual_seed(0)
-    model = build_model(cfg, load_pretrained=False).train().to(_DTYPES[dtype])
-    video = torch.rand(1, d.num_frames, 3, d.resolution, d.resolution, dtype=_DTYPES[dtype])
-    audio = torch.randn(1, 1, d.audio_frames, d.mel_bins, dtype=_DTYPES[dtype])
+    model = build_model(cfg, load_pretrained=False).train().to(DTYPES[dtype])
+    video = torch.rand(1, d.num_frames, 3, d.resolution, d.resolution, dtype=DTYPES[dtype])
+    audio = torch.randn(1, 1, d.audio_frames, d.mel_bins, dtype=DTYPES[dtype])
     params = list(model.parameters())
     kept = saved_tensor_bytes(lambda: model(video, audio), params)
     recompute = 0
     if cfg.model.grad_checkpointing:
         model.set_grad_checkpointing(False)
-        inputs = {"video_encoder": video.flatten(0, 1), "audio_encoder": audio}
-        for name, x in inputs.items():
-            enc = getattr(model, name, None)
+        for name, x in (("video", video.flatten(0, 1)), ("audio", audio)):
+            enc = getattr(model, f"{name}_encoder", None)
             if enc is None:
                 continue
-            tokens = enc.embed(x, None).detach().requires_grad_()
+            # a block's real input: the patches with the prompt tokens appended
+            tokens = enc.embed(x, getattr(model, f"{name}_prompts").tokens()).detach().requires_grad_()
             recompute = max(recompute, saved_tensor_bytes(lambda: enc.block(0, tokens), params))
     return ActivationMemory(kept, recompute)
 
