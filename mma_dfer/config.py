@@ -178,9 +178,13 @@ class TrainConfig:
     validate_every: int = 0  # epochs between evaluations on the test fold; 0: final only
     log_every: int = 10
     max_steps_per_epoch: int = 0  # 0: the whole epoch; >0 truncates (smoke tests)
+    # seconds a collective (or the rendezvous) may wait for the other ranks before it fails: a
+    # lost node then ends the run with exit code 76 (requeue) instead of a hang. DeepSpeed's default.
+    collective_timeout_s: int = 600
 
     def validate(self) -> None:
         _positive("train.epochs", self.epochs)
+        _positive("train.collective_timeout_s", self.collective_timeout_s)
         _positive("train.batch_size", self.batch_size)
         _choice("train.schedule", self.schedule, ("cosine", "constant"))
         _choice("train.schedule_step", self.schedule_step, ("epoch", "iteration"))
