@@ -6,6 +6,7 @@ import json
 import os
 import re
 import shutil
+import signal
 import subprocess
 import sys
 import tempfile
@@ -23,6 +24,10 @@ VENV_BIN = Path(sys.executable).parent
 # Two-rank runs that must agree: drop-path off (its draws come from per-rank streams), log every step.
 RUN_SETS = ["train.epochs=3", "train.max_steps_per_epoch=3", "model.drop_path_rate=0.0", "train.log_every=1"]
 COLLECTIVE_TIMEOUT_S = 8  # a lost peer is noticed before SLURM's node check (~16 s) would kill the survivor
+
+
+def set_args(sets):
+    return [a for kv in sets for a in ("--set", kv)]
 
 
 def final_module(run_dir):
@@ -100,6 +105,9 @@ class Cluster:
     def wait_nodes_idle(self, timeout=120):
         self.wait("every node idle", lambda: all(self.node_state(n) == "idle" for n in self.nodes), timeout, 0.5)
 
+    def pending(self, job) -> bool:
+        return "PENDING" in self.sh("squeue", "-h", "-j", job, "-o", "%T").stdout
+
     def attempts(self, job) -> list[dict]:
         """Every run of a job, requeued ones included (sacct --duplicates), oldest first."""
         out = self.sh("sacct", "-n", "-X", "-P", "-D", "-j", job, "-o", "JobID,State,NodeList,Start,End").stdout
@@ -158,7 +166,7 @@ def reference_two_ranks(demo_root, tmp_path_factory):
     """Fold 1 at 32 px with two ranks on one machine (the DeepSpeed launcher), uninterrupted."""
     out = tmp_path_factory.mktemp("reference") / "two-ranks"
     run_train("--config", str(ROOT / "configs/demo.yaml"), "--deepspeed_config", str(ROOT / "ds_configs/cpu_fp32.json"),
-              "--set", f"data.root={demo_root}", *[a for kv in RUN_SETS for a in ("--set", kv)],
+              "--set", f"data.root={demo_root}", *set_args(RUN_SETS),
               "--set", f"output_dir={out}", launcher="deepspeed", gpus=2)
     return out
 
@@ -182,7 +190,8 @@ def resumed_times(log: str) -> tuple[float, float]:
 
 
 def report(title: str, t_kill: float, events: dict) -> None:
-    print(f"\n{title}: " + ", ".join(f"{k} +{v - t_kill:.1f} s" for k, v in sorted(events.items(), key=lambda kv: kv[1])))
+    timeline = sorted(events.items(), key=lambda kv: kv[1])
+    print(f"\n{title}: " + ", ".join(f"{k} +{t - t_kill:.1f} s" for k, t in timeline))
 
 
 # -- item 3: the grid over every node ---------------------------------------------------------------
@@ -230,7 +239,7 @@ def test_submitit_two_nodes_equals_two_ranks_on_one_node(mn, demo_root, referenc
     cmd = [sys.executable, ROOT / "launch/submit.py", "--cluster", "slurm", "--dataset", "dfew", "--folds", "1",
            "--resolutions", "32", "--config", "configs/demo.yaml", "--deepspeed_config", "ds_configs/cpu_fp32.json",
            "--nodes", "2", "--gpus-per-node", "0", "--cpus-per-task", "1", "--mem", "3G", "--time", "30",
-           "--runs-root", runs, "--set", f"data.root={demo_root}", *[a for kv in RUN_SETS for a in ("--set", kv)],
+           "--runs-root", runs, "--set", f"data.root={demo_root}", *set_args(RUN_SETS),
            "--wait"]
     proc = mn.sh(*cmd, cwd=ROOT, timeout=900)
     assert proc.returncode == 0 and " done: UAR " in proc.stdout, proc.stdout + proc.stderr
@@ -253,11 +262,12 @@ def test_deepspeed_hostfile_trains_across_two_nodes_over_ssh(mn, demo_root, refe
     cmd = ["env", f"DS_ENV_FILE={ds_env}", VENV_BIN / "deepspeed", "--hostfile", hostfile,
            "--venv_script", VENV_BIN / "activate", ROOT / "launch/train.py",
            "--config", "configs/demo.yaml", "--deepspeed_config", "ds_configs/cpu_fp32.json",
-           "--set", f"data.root={demo_root}", *[a for kv in RUN_SETS for a in ("--set", kv)], "--set", f"output_dir={out}"]
+           "--set", f"data.root={demo_root}", *set_args(RUN_SETS), "--set", f"output_dir={out}"]
     proc = mn.node("exec", "node1", *cmd, timeout=900)
     text = proc.stdout + proc.stderr
     assert proc.returncode == 0, text[-5000:]
-    assert "pdsh -S -f 1024 -w node1,node2" in text and "node_rank=1" in text and "Using IP address of 10.219.0.11" in text
+    assert "pdsh -S -f 1024 -w node1,node2" in text and "node_rank=1" in text
+    assert "Using IP address of 10.219.0.11 for node node1" in text  # the rendezvous: node1, found over ssh
     result = assert_same_run(out, reference_two_ranks, atol=1e-5)
     assert result["world_size"] == 2
 
@@ -278,18 +288,19 @@ def test_task_on_a_lost_node_is_requeued_and_resumes_on_another(mn, demo_root, t
     assert killed.returncode == 0, killed.stderr
     # the uninterrupted run to compare with, on the host meanwhile
     reference = tmp_path / "reference"
-    ref_proc = subprocess.Popen(train_cmd("--config", str(ROOT / "configs/demo.yaml"), "--set", f"data.root={demo_root}",
-                                          *[a for kv in RUN_SETS for a in ("--set", kv)], "--set", f"output_dir={reference}"),
-                                cwd=ROOT, env=mn.env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    ref_cmd = train_cmd("--config", str(ROOT / "configs/demo.yaml"), "--set", f"data.root={demo_root}",
+                        *set_args(RUN_SETS), "--set", f"output_dir={reference}")
+    ref_proc = subprocess.Popen(ref_cmd, cwd=ROOT, env=mn.env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+                                text=True)
     events = {"node down": mn.wait(f"{lost} down", lambda: mn.node_state(lost).startswith("down"), 120, 0.2)}
-    events["requeued"] = mn.wait("the requeue", lambda: "PENDING" in mn.sh("squeue", "-h", "-j", f"{job}_0", "-o", "%T").stdout
-                                 or (run / "result.json").exists(), 120, 0.2)
+    events["requeued"] = mn.wait("the requeue", lambda: mn.pending(f"{job}_0"), 120, 0.2)
     mn.wait_idle()
     assert ref_proc.wait(timeout=900) == 0, ref_proc.stderr.read()[-3000:]
     attempts = mn.attempts(f"{job}_0")
     assert [a["state"] for a in attempts] == ["NODE_FAIL", "COMPLETED"], attempts
     assert attempts[0]["nodes"] == lost and attempts[1]["nodes"] not in ("", lost), attempts
     events["restarted"] = slurm_time(attempts[1]["start"])
+    events["other node free"] = slurm_time(mn.attempts(f"{job}_1")[-1]["end"])  # fold 2 ran there meanwhile
     log = (runs / f"slurm-{job}_0.out").read_text()
     assert "restart 1" in log and "resumed from" in log, log[-3000:]
     events["resumed"], events["first step"] = resumed_times(log)
@@ -311,13 +322,12 @@ def test_two_node_run_losing_a_node_fails_fast_and_resumes_when_it_is_back(mn, d
     assert not (run / "result.json").exists()
     assert mn.node("kill", "node2").returncode == 0  # the survivor, rank 0, runs the batch script on node1
     t_kill = time.time()
-    events = {"survivor's error": mn.wait("the survivor's error", lambda: "error: lost contact" in out_file.read_text(),
-                                          120, 0.2)}
+    events = {"survivor's error": mn.wait("the survivor's error",
+                                          lambda: "error: lost contact" in out_file.read_text(), 120, 0.2)}
     events["node down"] = mn.wait("node2 down", lambda: mn.node_state("node2").startswith("down"), 120, 0.2)
-    events["requeued"] = mn.wait("the requeue", lambda: "PENDING" in mn.sh("squeue", "-h", "-j", f"{job}_0",
-                                                                          "-o", "%T").stdout, 120, 0.2)
+    events["requeued"] = mn.wait("the requeue", lambda: mn.pending(f"{job}_0"), 120, 0.2)
     time.sleep(3)  # pending, waiting for two nodes: nothing runs while node2 is down
-    assert "PENDING" in mn.sh("squeue", "-h", "-j", f"{job}_0", "-o", "%T").stdout
+    assert mn.pending(f"{job}_0")
     assert mn.node("start", "node2").returncode == 0
     events["node back"] = time.time()
     mn.wait_idle()
@@ -333,6 +343,34 @@ def test_two_node_run_losing_a_node_fails_fast_and_resumes_when_it_is_back(mn, d
     assert_same_run(run, reference_two_ranks, atol=1e-5)
     agg = json.loads((runs / "aggregate.json").read_text())["dfew"]["32"]
     assert list(agg["folds"]) == ["1"] and agg["folds"]["1"]["uar"] is not None
+
+
+def test_a_hung_rank_times_out_and_all_folds_requeues_the_run(mn, demo_root, reference_two_ranks, tmp_path):
+    runs = tmp_path / "runs"
+    runs.mkdir()
+    sets = [f"data.root={demo_root}", *RUN_SETS, f"train.collective_timeout_s={COLLECTIVE_TIMEOUT_S}"]
+    job = mn.sbatch_all_folds(runs, "1", "32", sets, "0", "--nodes=2", "--ntasks-per-node=1")
+    run, out_file = runs / "dfew/res32/fold1", runs / f"slurm-{job}_0.out"
+    mn.wait("the first checkpoint", (run / "checkpoints/epoch001" / checkpointing.MARKER).is_file, every=0.05)
+    assert not (run / "result.json").exists()
+    pids = subprocess.run(["ip", "netns", "pids", "mma-dfer-node2"], capture_output=True, text=True).stdout.split()
+    rank1 = [p for p in pids if b"launch/train.py" in Path(f"/proc/{p}/cmdline").read_bytes()]
+    assert len(rank1) == 1, pids
+    os.kill(int(rank1[0]), signal.SIGSTOP)  # hung, its node alive: only the collective timeout notices
+    t_stop = time.time()
+    events = {"survivor's error": mn.wait("the survivor's error",
+                                          lambda: "error: lost contact" in out_file.read_text(), 120, 0.2)}
+    events["requeued"] = mn.wait("the requeue", lambda: mn.pending(f"{job}_0"), 120, 0.2)
+    mn.wait_idle()
+    attempts = mn.attempts(f"{job}_0")
+    assert [a["state"] for a in attempts] == ["REQUEUED", "COMPLETED"], attempts  # requeued by all_folds.sh
+    events["restarted"] = slurm_time(attempts[1]["start"])
+    log = out_file.read_text()
+    assert "task 0: Exited with exit code 76" in log, log[-3000:]  # srun's word on rank 0
+    assert "task 0 lost a rank (exit 76); requeueing job" in log, log[-3000:]
+    events["resumed"], events["first step"] = resumed_times(log)
+    report("a hung rank on node2 under a two-node run", t_stop, events)
+    assert_same_run(run, reference_two_ranks, atol=1e-5)
 
 
 # -- without a cluster -------------------------------------------------------------------------------
@@ -362,7 +400,8 @@ def test_collective_failures_are_recognised():
 
 
 def test_collective_timeout_reaches_groups_made_after_init(monkeypatch):
-    from torch.distributed import Backend, distributed_c10d as c10d
+    from torch.distributed import Backend
+    from torch.distributed import distributed_c10d as c10d
 
     from mma_dfer.engine.distributed import set_collective_timeout
 
