@@ -112,6 +112,17 @@ sets=(--set "data.dataset=$DATASET" --set "data.fold=$fold" --set "data.resoluti
 for kv in $SETS; do sets+=(--set "$kv"); done
 echo "task $task: $DATASET fold $fold res $res -> $out (restart ${SLURM_RESTART_COUNT:-0}, ${SLURM_NTASKS:-1} ranks" \
   "on ${SLURM_JOB_NODELIST:-$(hostname)}, batch on $(hostname))"
+# Requeue this run, unless SLURM already has: a lost node makes SLURM requeue the job itself, and
+# this script (still alive for KillWait) must not requeue the next run of it.
+requeue_self() {
+  local info
+  info=$(scontrol show job "$SLURM_JOB_ID" 2>/dev/null)
+  if ! grep -q "JobState=RUNNING" <<< "$info" || ! grep -q "Restarts=${SLURM_RESTART_COUNT:-0}\b" <<< "$info"; then
+    echo "job $SLURM_JOB_ID is already requeued"
+    return 0
+  fi
+  scontrol requeue "$SLURM_JOB_ID"
+}
 srun --kill-on-bad-exit=1 python launch/train.py --config "$config" --deepspeed_config "$DS_CONFIG" \
   "${sets[@]}" --resume auto
 rc=$?
@@ -119,12 +130,12 @@ case $rc in
   0) echo "task $task done: $out/result.json" ;;
   75|138|143)  # checkpointed on a signal (or killed by USR1/TERM before training started)
     echo "task $task stopped by a signal (exit $rc); requeueing job ${SLURM_JOB_ID:-?}"
-    [ -n "${SLURM_JOB_ID:-}" ] && scontrol requeue "$SLURM_JOB_ID"
+    [ -n "${SLURM_JOB_ID:-}" ] && requeue_self
     exit 0 ;;
   76)  # a collective failed: another rank or its node is gone; resume from the last checkpoint
     if [ -n "${SLURM_JOB_ID:-}" ] && [ "${SLURM_RESTART_COUNT:-0}" -lt "${MAX_RESTARTS:-10}" ]; then
       echo "task $task lost a rank (exit 76); requeueing job $SLURM_JOB_ID"
-      scontrol requeue "$SLURM_JOB_ID" && exit 0
+      requeue_self && exit 0
     fi
     echo "task $task lost a rank (exit 76) after ${SLURM_RESTART_COUNT:-0} restarts; not requeued" >&2 ;;
   *) echo "task $task failed with exit code $rc" >&2 ;;
