@@ -53,7 +53,11 @@ def _cannot_run() -> str:
         return "needs root to start the local SLURM and its network namespaces"
     tools = ("slurmctld", "slurmd", "slurmdbd", "munged", "mariadbd", "/usr/sbin/sshd", "pdsh", "ip", "nsenter")
     missing = [b for b in tools if not shutil.which(b)]
-    return f"missing: {missing} (.ci/system-deps.sh installs them)" if missing else ""
+    if missing:
+        return f"missing: {missing} (.ci/system-deps.sh installs them)"
+    if subprocess.run(["unshare", "--net", "--uts", "--mount", "true"], capture_output=True).returncode != 0:
+        return "this machine does not allow network, UTS and mount namespaces (CAP_SYS_ADMIN, CAP_NET_ADMIN)"
+    return ""
 
 
 def leftovers(state: Path) -> list[str]:

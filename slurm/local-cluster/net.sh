@@ -28,10 +28,10 @@ net_create() { # STATE N: bridge, namespaces, veth pairs, hosts file, ssh keys a
   for i in $(seq "$n"); do
     node=node$i ns=$(net_ns "node$i") addr=$(net_node_addr "$i")
     ip netns add "$ns"
-    ip link add "$(net_veth "$node")" type veth peer name "${node}-eth0"
+    ip link add "$(net_veth "$node")" type veth peer name "mmadfer-e$i"
     ip link set "$(net_veth "$node")" master "$NET_BRIDGE" up
-    ip link set "${node}-eth0" netns "$ns"
-    ip -n "$ns" link set "${node}-eth0" name eth0
+    ip link set "mmadfer-e$i" netns "$ns"
+    ip -n "$ns" link set "mmadfer-e$i" name eth0
     ip -n "$ns" addr add "$addr/24" dev eth0
     ip -n "$ns" link set eth0 up
     ip -n "$ns" link set lo up
@@ -93,5 +93,8 @@ net_remove_all() { # every namespace, interface and process this network has (by
     net_kill_ns "$ns" || true
     ip netns del "$ns" 2>/dev/null || true
   done
-  ip link del "$NET_BRIDGE" 2>/dev/null || true
+  local link  # the bridge, and any veth end a failed start left on the host
+  for link in $(ip -o link show 2>/dev/null | awk -F': ' '{print $2}' | cut -d@ -f1 | grep '^mmadfer-' || true); do
+    ip link del "$link" 2>/dev/null || true
+  done
 }

@@ -19,7 +19,7 @@
 # any node, as on a real cluster. `node.sh` kills a node (a power loss) and starts it again, and
 # runs a command on a node. SlurmdTimeout is short and requeued jobs wait 10 s, so a lost node is
 # noticed and its jobs restart in seconds (see the README, "Several nodes on one machine").
-set -euo pipefail
+set -Eeuo pipefail  # -E: the ERR trap below also fires inside functions
 HERE=$(cd "$(dirname "$0")" && pwd)
 STATE=/tmp/mma-dfer-slurm
 NODES=1
