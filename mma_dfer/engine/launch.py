@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 
 
@@ -43,5 +44,9 @@ def main(argv=None) -> int:
               f"for train.collective_timeout_s={cfg.train.collective_timeout_s} s): {str(e).splitlines()[0]}; "
               f"the last complete checkpoint is intact: exit {PEER_LOST_EXIT_CODE}, requeue to resume",
               file=sys.stderr, flush=True)
-        return PEER_LOST_EXIT_CODE
+        # Leave at once: the broken process group's threads may still wait on the lost peer, and
+        # tearing it down at interpreter exit can abort ("terminate called without an active
+        # exception", exit 134), which would hide the code that gets the run requeued.
+        sys.stdout.flush()
+        os._exit(PEER_LOST_EXIT_CODE)
     return 0
