@@ -377,9 +377,12 @@ class Trainer:
         confusion figure (an image per evaluation: TensorBoard's slider steps through them)."""
         st = self.state
         self.logger.scalars(st["global_step"], metrics, prefix="test/", epoch=st["epoch"])
-        title = f"{self.cfg.data.dataset.upper()} fold {self.cfg.data.fold}, epoch {st['epoch']}: " \
-                f"UAR {metrics['uar']:.2f}  WAR {metrics['war']:.2f} (1-clip)"
-        self.logger.confusion(st["global_step"], confusion, CLASS_NAMES[self.cfg.data.dataset], title)
+        if self.env.is_main:
+            from mma_dfer.report.figures import confusion_title
+
+            d = self.cfg.data
+            title = confusion_title(d.dataset, d.fold, st["epoch"], metrics["uar"], metrics["war"])
+            self.logger.confusion(st["global_step"], confusion, CLASS_NAMES[d.dataset], title)
 
     def run(self) -> Optional[dict]:
         cfg, env = self.cfg, self.env

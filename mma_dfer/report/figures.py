@@ -32,6 +32,10 @@ def per_class_recall(cm) -> list[Optional[float]]:
     return [float(100 * cm[i, i] / support[i]) if support[i] else None for i in range(len(cm))]
 
 
+def confusion_title(dataset: str, fold: int, epoch: int, uar: float, war: float) -> str:
+    return f"{dataset.upper()} fold {fold}, epoch {epoch}: UAR {uar:.2f}  WAR {war:.2f} (1-clip)"
+
+
 def confusion_figure(cm, class_names: Sequence[str], title: str = ""):
     """Rows: true class (with its clip count); columns: predicted class. Each cell shows its
     count on a colour scale of the row's share; the right-hand column is the recall per class."""
@@ -41,23 +45,25 @@ def confusion_figure(cm, class_names: Sequence[str], title: str = ""):
         raise ValueError(f"{n}x{n} confusion matrix but {len(class_names)} class names")
     share = cm / np.maximum(cm.sum(1, keepdims=True), 1)
     recall = per_class_recall(cm)
-    size = 2.2 + 0.55 * n
-    fig = _figure(size + 1.2, size)
+    # compact: TensorBoard shrinks an image to its card (~350 px) unless "actual size" is ticked
+    size = 1.5 + 0.36 * n
+    fig = _figure(size + 0.9, size)
     ax = fig.add_subplot()
     ax.imshow(share, cmap="Blues", vmin=0, vmax=1)
+    font = 8 if n <= 8 else 7
     for i in range(n):
         for j in range(n):
-            ax.text(j, i, str(cm[i, j]), ha="center", va="center", fontsize=9,
+            ax.text(j, i, str(cm[i, j]), ha="center", va="center", fontsize=font,
                     color="white" if share[i, j] > 0.6 else "black")
-    ax.set_xticks(range(n), class_names, rotation=40, ha="right", fontsize=9)
-    ax.set_yticks(range(n), [f"{c} ({s})" for c, s in zip(class_names, cm.sum(1))], fontsize=9)
-    ax.set_xlabel("predicted class")
-    ax.set_ylabel("true class (test clips)")
+    ax.set_xticks(range(n), class_names, rotation=45, ha="right", rotation_mode="anchor", fontsize=font)
+    ax.set_yticks(range(n), [f"{c} ({s})" for c, s in zip(class_names, cm.sum(1))], fontsize=font)
+    ax.set_xlabel("predicted class", fontsize=font + 1)
+    ax.set_ylabel("true class (test clips)", fontsize=font + 1)
     right = ax.secondary_yaxis("right")
-    right.set_yticks(range(n), ["-" if r is None else f"{r:.1f}%" for r in recall], fontsize=9)
-    right.set_ylabel("recall")
+    right.set_yticks(range(n), ["-" if r is None else f"{r:.1f}%" for r in recall], fontsize=font)
+    right.set_ylabel("recall", fontsize=font + 1)
     if title:
-        ax.set_title(title, fontsize=10)
+        ax.set_title(title, fontsize=font + 1)
     return fig
 
 
