@@ -45,6 +45,22 @@ def test_every_sweep_file_expands_to_valid_configs(path, tmp_path):
         assert (sweep.folds, sweep.resolutions) == ([1, 2, 3, 4, 5], [112, 160, 224])
 
 
+def test_command_line_cannot_undo_a_variant_and_copies_merge_their_grids(tmp_path):
+    from mma_dfer.cluster.sweep import SweepError, restrict, write_definition
+
+    sweep = load_sweep(ROOT / "configs/sweeps/table4.yaml")
+    with pytest.raises(SweepError, match="--set \\['model.fusion'\\] would override what variant 'plain' sets"):
+        expand(sweep, tmp_path, extra=["model.fusion=bottleneck"])
+    with pytest.raises(SweepError, match="no variant 'nope'"):
+        expand(sweep, tmp_path, variants=["nope"])
+    write_definition(restrict(sweep, folds=[1]), tmp_path)
+    write_definition(restrict(sweep, folds=[2], resolutions=[32]), tmp_path)
+    copy = load_sweep(tmp_path / "table4/sweep.yaml")
+    assert (copy.name, copy.folds, copy.resolutions) == ("table4", [1, 2], [32, 160])
+    assert [(v.name, v.row, v.paper, v.overrides) for v in copy.variants] == \
+        [(v.name, v.row, v.paper, v.overrides) for v in sweep.variants]
+
+
 def save_shot(pg, name, **kw):
     if SHOTS.parts:
         SHOTS.mkdir(parents=True, exist_ok=True)

@@ -139,7 +139,7 @@ def _sweep(args, runs_root: Path) -> list[tuple[dict, TrainJob]]:
     sweep = load_sweep(args.sweep)
     variants = [v for v in (args.variants or "").split(",") if v]
     sweep = restrict(sweep, parse_int_list(args.folds) if args.folds else None,
-                     parse_int_list(args.resolutions) if args.resolutions else None, variants)
+                     parse_int_list(args.resolutions) if args.resolutions else None)
     runs = expand(sweep, runs_root, args.config, args.overrides, variants)
     print(f"sweep {sweep.name}: {len(runs)} runs; definition {write_definition(sweep, runs_root)}")
     return [({"sweep": r.sweep, "variant": r.variant, "dataset": r.dataset, "resolution": r.resolution,

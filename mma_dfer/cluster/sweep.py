@@ -89,11 +89,14 @@ class SweepRun:
     resolution: int
     fold: int
     config: str
-    overrides: list  # key=value, data.dataset/fold/resolution included (not output_dir)
+    sets: list  # key=value: the sweep's, the variant's, then the command line's
     output_dir: str
 
-    def label(self) -> str:
-        return f"{self.sweep}/{self.variant} {self.dataset} res{self.resolution} fold{self.fold}"
+    @property
+    def overrides(self) -> list:
+        """Everything the run's config gets on top of its YAML (output_dir apart)."""
+        return [f"data.dataset={self.dataset}", f"data.fold={self.fold}", f"data.resolution={self.resolution}",
+                *self.sets]
 
 
 def _yaml_value(v) -> str:
@@ -192,11 +195,8 @@ def load_sweep(path: str | Path) -> Sweep:
     return parse_sweep(data, str(path), stem)
 
 
-def restrict(sweep: Sweep, folds=None, resolutions=None, variants=None, datasets=None) -> Sweep:
-    """The sweep on another grid (e.g. the tiny CPU check) or a subset of its variants; every
-    variant stays in the definition, so the report lists the ones not run as missing."""
-    for name in variants or []:
-        sweep.variant(name)  # an unknown name is an error
+def restrict(sweep: Sweep, folds=None, resolutions=None, datasets=None) -> Sweep:
+    """The sweep on another grid (e.g. the tiny CPU check)."""
     return Sweep(**{**sweep.__dict__, "folds": list(folds or sweep.folds),
                     "resolutions": list(resolutions or sweep.resolutions),
                     "datasets": list(datasets or sweep.datasets)})
@@ -207,9 +207,13 @@ def expand(sweep: Sweep, runs_root: str | Path, config: Optional[str] = None, ex
     """Every run of the sweep, each config checked (a variant that makes an invalid config is an
     error naming the sweep file and the variant). ``config`` replaces the sweep's config template,
     ``extra`` are ``key=value`` overrides applied last (e.g. data.root); one that would change a
-    key a variant sets is an error, so a command line cannot silently undo an ablation."""
+    key a variant sets is an error, so a command line cannot silently undo an ablation.
+    ``variants`` picks a subset; the others stay in the definition, and so in the report, as
+    missing runs."""
     from mma_dfer.config import ConfigError, load_config, parse_override
 
+    for name in variants or []:
+        sweep.variant(name)  # an unknown name is an error
     extra = list(extra or [])
     extra_keys = {k.split("=", 1)[0].strip() for k in extra}
     runs = []
@@ -223,18 +227,17 @@ def expand(sweep: Sweep, runs_root: str | Path, config: Optional[str] = None, ex
             for res in sweep.resolutions:
                 cfg_path = config or sweep.config.format(dataset=dataset, resolution=res)
                 for fold in sweep.folds:
-                    overrides = [f"data.dataset={dataset}", f"data.fold={fold}", f"data.resolution={res}",
-                                 *[f"{k}={_yaml_value(x)}" for k, x in sweep.overrides.items()],
-                                 *v.override_args(), *extra]
+                    sets = [*[f"{k}={_yaml_value(x)}" for k, x in sweep.overrides.items()], *v.override_args(), *extra]
+                    out = Path(runs_root) / sweep.name / v.name / dataset / f"res{res}" / f"fold{fold}"
+                    run = SweepRun(sweep.name, v.name, dataset, res, fold, cfg_path, sets, str(out))
                     try:
-                        for item in overrides:
+                        for item in run.overrides:
                             parse_override(item)
-                        load_config(cfg_path, overrides)
+                        load_config(cfg_path, run.overrides)
                     except (ConfigError, yaml.YAMLError) as e:
                         raise SweepError(f"{sweep.path}: variant {v.name!r} ({dataset} res {res} fold {fold}, "
                                          f"config {cfg_path}): {e}") from None
-                    out = Path(runs_root) / sweep.name / v.name / dataset / f"res{res}" / f"fold{fold}"
-                    runs.append(SweepRun(sweep.name, v.name, dataset, res, fold, cfg_path, overrides, str(out)))
+                    runs.append(run)
     return runs
 
 
@@ -250,7 +253,7 @@ def write_definition(sweep: Sweep, runs_root: str | Path) -> Path:
             old = None
         if old is not None:
             for key in ("datasets", "folds", "resolutions"):
-                data[key] = sorted(set(data[key]) | set(getattr(old, key)), key=lambda x: (str(type(x)), x))
+                data[key] = sorted(set(data[key]) | set(getattr(old, key)))
     atomic_write_text(path, f"# written by the sweep launcher from {sweep.path}\n"
                             + yaml.safe_dump(data, sort_keys=False, allow_unicode=True))
     return path
@@ -275,7 +278,7 @@ def task_main(argv=None) -> int:
         sweep = load_sweep(args.sweep)
         names = [n for n in args.variants.replace(",", " ").split() if n]
         sweep = restrict(sweep, parse_int_list(args.folds) if args.folds else None,
-                         parse_int_list(args.resolutions) if args.resolutions else None, names)
+                         parse_int_list(args.resolutions) if args.resolutions else None)
         runs = expand(sweep, args.runs_root, args.config or None, args.sets.split(), names)
         if args.write_definition:
             write_definition(sweep, args.runs_root)
@@ -284,10 +287,9 @@ def task_main(argv=None) -> int:
         return 2
     fields = {"SWEEP_NAME": sweep.name, "TOTAL": len(runs)}
     if 0 <= args.index < len(runs):
-        r = runs[args.index]
-        sets = r.overrides[3:]  # the dataset/fold/resolution come as DATASET/FOLDS/RESOLUTIONS
+        r = runs[args.index]  # all_folds.sh sets data.dataset/fold/resolution from DATASET/FOLDS/RESOLUTIONS
         fields.update(VARIANT=r.variant, DATASET=r.dataset, FOLD=r.fold, RES=r.resolution, RUN_CONFIG=r.config,
-                      VARIANT_ROOT=str(Path(r.output_dir).parents[2]), RUN_SETS=" ".join(sets))
+                      VARIANT_ROOT=str(Path(r.output_dir).parents[2]), RUN_SETS=" ".join(r.sets))
     for k, v in fields.items():
         print(f"{k}={shlex.quote(str(v))}")
     return 0
