@@ -76,9 +76,9 @@ def cpu_sweep(demo_root, tmp_path_factory):
     import subprocess
 
     runs = tmp_path_factory.mktemp("sweep") / "runs"
-    cmd = [sys.executable, str(ROOT / "launch/submit.py"), "--cluster", "debug", "--sweep", "configs/sweeps/table4.yaml",
-           "--variants", ",".join(CPU_SWEEP_VARIANTS), "--config", "configs/demo.yaml", "--deepspeed_config",
-           "ds_configs/cpu_fp32.json", "--folds", "1,2", "--resolutions", "32", "--gpus-per-node", "0",
+    cmd = [sys.executable, str(ROOT / "launch/submit.py"), "--cluster", "debug",
+           "--sweep", "configs/sweeps/table4.yaml", "--variants", ",".join(CPU_SWEEP_VARIANTS),
+           "--config", "configs/demo.yaml", "--deepspeed_config", "ds_configs/cpu_fp32.json", "--folds", "1,2", "--resolutions", "32", "--gpus-per-node", "0",
            "--runs-root", str(runs), "--set", f"data.root={demo_root}", "--set", "train.epochs=2",
            "--set", "train.validate_every=1", "--set", "train.max_steps_per_epoch=3"]
     env = {**os.environ, "DS_ACCELERATOR": "cpu"}

@@ -142,7 +142,8 @@ def test_sbatch_sweep_runs_its_variants_and_the_report(slurm, demo_root, tmp_pat
     validated every epoch (so validation leaves the result unchanged); resubmission skips."""
     runs = tmp_path / "runs"
     runs.mkdir()
-    exports = ",".join(["ALL", "CPU_ONLY=1", "FOLDS=1", "RESOLUTIONS=32", "VARIANTS=full plain", "CONFIG=configs/demo.yaml",
+    exports = ",".join(["ALL", "CPU_ONLY=1", "FOLDS=1", "RESOLUTIONS=32", "VARIANTS=full plain",
+                        "CONFIG=configs/demo.yaml",
                         f"SETS=data.root={demo_root} train.epochs=2 train.max_steps_per_epoch=3", f"RUNS_ROOT={runs}",
                         f"MMA_DFER_HOME={ROOT}", f"VENV={Path(sys.executable).parent.parent}"])
     sbatch = ["sbatch", "--parsable", "--gpus-per-node=0", "--cpus-per-task=1", "--mem=3G",

@@ -90,11 +90,14 @@ def test_sweep_fans_out_skips_finished_runs_and_aggregates_per_variant(cpu_sweep
     assert (plain["num_prompts"], plain["prompt_updates"], plain["temporal"], plain["fusion"]) == (0, 0, "mean", "none")
     full = yaml.safe_load((runs / "table4/full/dfew/res32/fold1/config.yaml").read_text())["model"]
     assert (full["num_prompts"], full["temporal"], full["fusion"]) == (2, "mtt", "bottleneck")  # configs/tiny.yaml
-    assert found["table4/plain/dfew/res32/fold2"]["trainable_params"] < found["table4/full/dfew/res32/fold1"]["trainable_params"]
+    params = {k.split("/")[1]: r["trainable_params"] for k, r in found.items()}
+    assert params["plain"] < params["full"]
     # the definition beside the runs, with the grid that ran; the manifest names sweep and variant
-    assert (load_sweep(runs / "table4/sweep.yaml").folds, load_sweep(runs / "table4/sweep.yaml").resolutions) == ([1, 2], [32])
+    copy = load_sweep(runs / "table4/sweep.yaml")
+    assert (copy.folds, copy.resolutions, len(copy.variants)) == ([1, 2], [32], 7)
     manifest = json.loads((runs / "submit_manifest.json").read_text())
-    assert {(e["sweep"], e["variant"], e["fold"]) for e in manifest} == {("table4", v, f) for v in VARIANTS for f in (1, 2)}
+    assert {(e["sweep"], e["variant"], e["fold"]) for e in manifest} == \
+        {("table4", v, f) for v in VARIANTS for f in (1, 2)}
     status = subprocess.run([sys.executable, str(ROOT / "launch/submit.py"), "--status", "--runs-root", str(runs)],
                             cwd=ROOT, capture_output=True, text=True)
     assert status.stdout.count("COMPLETED (result.json)") == 4 and "table4/plain dfew res32 fold2" in status.stdout
@@ -105,8 +108,8 @@ def test_sweep_fans_out_skips_finished_runs_and_aggregates_per_variant(cpu_sweep
     tests = [(x["epoch"], x["test/uar"]) for x in lines if "test/uar" in x]
     assert [e for e, _ in tests] == [1, 2] and tests[-1][1] == found["table4/full/dfew/res32/fold1"]["uar"]
     # the aggregator, unchanged, reads one variant's folder
-    agg = subprocess.run([sys.executable, str(ROOT / "launch/aggregate.py"), str(runs / "table4/full"), "--folds", "1-2"],
-                         capture_output=True, text=True)
+    agg = subprocess.run([sys.executable, str(ROOT / "launch/aggregate.py"), str(runs / "table4/full"),
+                          "--folds", "1-2"], capture_output=True, text=True)
     assert agg.returncode == 0 and "| 32 |" in agg.stdout
 
 
@@ -146,7 +149,8 @@ def test_report_of_the_sweep_in_chromium(cpu_sweep, tmp_path):
         assert looks_drawn(save_shot(pg, "report-run.png"))
     for v in definition.variants:
         key = f"table4/{v.name}/dfew/res32"
-        assert cells[f"{key}/paper_uar"] == f"{v.paper['uar']:.2f}" and cells[f"{key}/paper_war"] == f"{v.paper['war']:.2f}"
+        for m in ("uar", "war"):
+            assert cells[f"{key}/paper_{m}"] == f"{v.paper[m]:.2f}"
         uars = [found[f"table4/{v.name}/dfew/res32/fold{f}"]["uar"] for f in (1, 2)] if v.name in VARIANTS else []
         if uars:
             assert cells[f"{key}/uar_mean"] == f"{statistics.fmean(uars):.2f} ± {statistics.stdev(uars):.2f}"
@@ -169,8 +173,8 @@ def free_port() -> int:
 def tensorboard(cpu_sweep):
     run = cpu_sweep[0] / "table4/full/dfew/res32/fold2"
     port = free_port()
-    proc = subprocess.Popen([sys.executable, "-m", "tensorboard.main", "--logdir", str(run / "tb"), "--host", "127.0.0.1",
-                             "--port", str(port), "--load_fast", "false"],
+    proc = subprocess.Popen([sys.executable, "-m", "tensorboard.main", "--logdir", str(run / "tb"),
+                             "--host", "127.0.0.1", "--port", str(port), "--load_fast", "false"],
                             stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
     url = f"http://127.0.0.1:{port}"
     try:

@@ -181,7 +181,8 @@ def submit(args) -> int:
             jobs.append(ex.submit(job))
     for (meta, job_fn), job in zip(todo, jobs):
         entry = {"job_id": str(job.job_id), **meta, "output_dir": job_fn.output_dir, "stdout": str(job.paths.stdout),
-                 "stderr": str(job.paths.stderr), "cluster": ex.cluster, "folder": str(job.paths.folder), "submitted": time.time()}
+                 "stderr": str(job.paths.stderr), "cluster": ex.cluster, "folder": str(job.paths.folder),
+                 "submitted": time.time()}
         entries.append(entry)
         print(f"submitted job {entry['job_id']}: {_describe(meta)} -> {entry['output_dir']} "
               f"(logs {entry['stdout']})")

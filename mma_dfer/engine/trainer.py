@@ -419,7 +419,8 @@ class Trainer:
             atomic_write_json(self.run_dir / "result.json", result)
             metrics = {k: result[k] for k in ("uar", "war", "uar_2clip", "war_2clip")}
             self.log_test(metrics, result["confusion_matrix"])
-            self.logger.hparams(_flat_hparams(cfg.to_dict()), [f"test/{k}" for k, v in metrics.items() if v is not None])
+            self.logger.hparams(_flat_hparams(cfg.to_dict()), [f"test/{k}" for k, v in metrics.items()
+                                                                if v is not None])
             self.logger.close()
             log.info("fold %d res %d: UAR %.2f WAR %.2f (2-clip %s / %s); wrote %s", cfg.data.fold,
                      cfg.data.resolution, result["uar"], result["war"], _fmt(result["uar_2clip"]),

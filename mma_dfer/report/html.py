@@ -101,7 +101,7 @@ def table1_section(group: Group, expected_folds: int, title: str) -> str:
                 paper = paper_table1(d, res)
                 groups.append({"label": f"{res}{star}", "uar": [f.get("uar" + suffix) for f in folds],
                                "war": [f.get("war" + suffix) for f in folds],
-                               "paper": {"uar": paper["uar" + suffix], "war": paper["war" + suffix]} if paper else None})
+                               "paper": {m: paper[m + suffix] for m in ("uar", "war")} if paper else None})
         out.append(figure(figures.folds_figure(groups, f"{d.upper()}: per-fold UAR / WAR by resolution (* = 2-clip)"),
                           f"{d.upper()} per fold, {group.name}"))
     return "\n".join(out)
@@ -124,7 +124,7 @@ def folds_table(group: Group) -> str:
                     cells.append(f'<td class="{r.status}">{e(r.status)}</td>')
                 else:
                     u, w = r.result.get("uar" + suffix), r.result.get("war" + suffix)
-                    cells.append(f'<td class=num data-key="{e(r.key)}/uar{suffix}|war{suffix}">{fmt(u)} / {fmt(w)}</td>')
+                    cells.append(num(f"{r.key}/uar{suffix}|war{suffix}", f"{fmt(u)} / {fmt(w)}"))
             rows.append(f"<tr><td class=label>{e(d.upper())} {e(res)}{label}</td>{''.join(cells)}</tr>")
     return f"<table><tr><th>UAR / WAR per fold</th>{head}</tr>{''.join(rows)}</table>"
 
@@ -161,13 +161,13 @@ def ablation_section(sweep_result) -> str:
             cells += num(f"{key}/paper_war", fmt(paper and paper["war"]), "num paper")
             if has_params:
                 cells += num(f"{key}/paper_params", fmt(paper.get("params") if paper else None, 1), "num paper")
-            cells += mean_cell(f"{key}/uar_mean", row, "uar", expected) + mean_cell(f"{key}/war_mean", row, "war", expected)
+            cells += "".join(mean_cell(f"{key}/{m}_mean", row, m, expected) for m in ("uar", "war"))
             for m in ("uar", "war"):
                 cells += delta_cell(f"{key}/{m}_delta", row and row.get(f"{m}_mean"), paper and paper[m])
             params = [r.result.get("trainable_params") for r in done if r.result.get("trainable_params")]
             cells += num(f"{key}/trainable_params", f"{params[0] / 1e6:.2f}" if params else "—")
-            status = f"{len(done)}/{len(runs)} done" + "".join(
-                f", {sum(r.status == s for r in runs)} {s}" for s in ("failed", "missing") if any(r.status == s for r in runs))
+            counts = {s: sum(r.status == s for r in runs) for s in ("failed", "missing")}
+            status = f"{len(done)}/{len(runs)} done" + "".join(f", {n} {s}" for s, n in counts.items() if n)
             cells += f'<td class="{"num" if len(done) == len(runs) else "num missing"}">{e(status)}</td>'
             body.append(f"<tr>{cells}</tr>")
             fig_rows.append({"label": " ".join(x for x in labels if x) + (f" ({d} {res})" if many else ""),
@@ -176,7 +176,8 @@ def ablation_section(sweep_result) -> str:
     grid = f"{', '.join(d.upper() for d in sweep.datasets)}; {', '.join(map(str, sweep.resolutions))} px; " \
            f"fold(s) {', '.join(map(str, sweep.folds))}"
     out = [f'<h2 id="{e(sweep.name)}">{e(sweep.title)}</h2>',
-           f"<p class=small>sweep <code>{e(sweep.name)}</code> ({e(grid)}); definition {e(sweep_result.folder)}/sweep.yaml</p>"]
+           f"<p class=small>sweep <code>{e(sweep.name)}</code> ({e(grid)}); "
+           f"definition {e(sweep_result.folder)}/sweep.yaml</p>"]
     if sweep.note:
         out.append(f"<p class=note>{e(sweep.note)}</p>")
     out += [f"<table><tr>{head}</tr>{''.join(body)}</table>",
@@ -193,7 +194,8 @@ def run_section(run: Run) -> str:
     r = run.result
     head = (f"{run.group} · {run.dataset.upper()} {run.resolution} px · fold {run.fold}: "
             f"UAR {fmt(r['uar'])} WAR {fmt(r['war'])}"
-            + (f" (2-clip {fmt(r.get('uar_2clip'))} / {fmt(r.get('war_2clip'))})" if r.get("uar_2clip") is not None else ""))
+            + (f" (2-clip {fmt(r['uar_2clip'])} / {fmt(r.get('war_2clip'))})" if r.get("uar_2clip") is not None
+               else ""))
     parts = [f'<details id="run-{e(run.key)}"><summary>{e(head)}</summary>',
              f"<p class=small>{e(run.folder)} · epoch {e(r.get('epoch'))} · {e(r.get('num_test_clips'))} test clips"
              + (f" · {len(r['skipped_test_clips'])} skipped" if r.get("skipped_test_clips") else "") + "</p>"]
@@ -215,8 +217,8 @@ def run_section(run: Run) -> str:
         parts.append("<p class=missing>no confusion matrix in result.json</p>")
     steps, evals = read_curves(run.folder)
     if steps["x"] or evals["x"]:
-        parts.append(figure(figures.curves_figure(steps, evals, steps["unit"]),
-                            "from log.jsonl: train loss and learning rate per logged step, test UAR/WAR per evaluation"))
+        parts.append(figure(figures.curves_figure(steps, evals, steps["unit"]), "from log.jsonl: train loss and "
+                            "learning rate per logged step, test UAR/WAR per evaluation"))
     else:
         parts.append("<p class=small>no training log (log.jsonl) in the run folder</p>")
     parts.append("</details>")
