@@ -20,6 +20,14 @@ from typing import Optional
 import yaml
 
 NUM_CLASSES = {"dfew": 7, "mafw": 11}
+COMPILE_MODES = ("default", "reduce-overhead", "max-autotune", "max-autotune-no-cudagraphs")
+# Fields that were removed, with what replaces them (a YAML that still sets one gets this message).
+RETIRED = {
+    "model.frozen_dtype": "the frozen weights follow the DeepSpeed JSON's precision now: a "
+                          "torch_autocast JSON (ds_configs/zero*_bf16.json) stores them in its dtype",
+    "model.compile_blocks": "use train.compile (the whole training step, not per-block branches)",
+    "model.compile_backend": "use train.compile_backend",
+}
 
 
 class ConfigError(ValueError):
@@ -65,14 +73,8 @@ class ModelConfig:
     trainable_pos_embed: bool = True
     # Memory lever: recompute the frozen encoder blocks in the backward pass.
     grad_checkpointing: bool = False
-    # Run the frozen encoder weights in this dtype (trainable parts stay fp32).
-    frozen_dtype: str = "float32"
     # Fused scaled-dot-product attention in the encoder blocks (False: timm's explicit softmax).
     fused_attn: bool = True
-    # torch.compile the frozen blocks' attention and MLP branches (all 24 blocks share one graph
-    # per branch and input shape; see ViTEncoder.compile_blocks); the backend is torch.compile's.
-    compile_blocks: bool = False
-    compile_backend: str = "inductor"
     # Filled from data.dataset when left empty.
     num_classes: Optional[int] = None
 
@@ -80,11 +82,6 @@ class ModelConfig:
         _choice("model.fusion", self.fusion, ("bottleneck", "none"))
         _choice("model.temporal", self.temporal, ("mtt", "mean"))
         _choice("model.modalities", self.modalities, ("audiovisual", "video", "audio"))
-        _choice("model.frozen_dtype", self.frozen_dtype, ("float32", "bfloat16", "float16"))
-        if self.compile_blocks:
-            import torch._dynamo
-
-            _choice("model.compile_backend", self.compile_backend, tuple(torch._dynamo.list_backends(exclude_tags=())))
         _positive("model.embed_dim", self.embed_dim)
         _positive("model.depth", self.depth)
         if self.embed_dim % self.num_heads:
@@ -176,8 +173,15 @@ class TrainConfig:
     label_smoothing: float = 0.0
     seed: int = 1
     validate_every: int = 0  # epochs between evaluations on the test fold; 0: final only
-    log_every: int = 10
+    log_every: int = 10  # also how often the loss and the non-finite flag are read off the device
     max_steps_per_epoch: int = 0  # 0: the whole epoch; >0 truncates (smoke tests)
+    # torch.compile the model for the training step (forward and backward through the frozen
+    # blocks, drop-path and prompts inside the graph): a torch.compile mode ("default",
+    # "reduce-overhead" = CUDA graphs, "max-autotune", ...), "eager" (no compilation), or "auto" =
+    # "default" on a GPU and eager on the CPU (where compiling the ViT-Bs takes minutes).
+    # Evaluation always runs eager.
+    compile: str = "auto"
+    compile_backend: str = "inductor"
 
     def validate(self) -> None:
         _positive("train.epochs", self.epochs)
@@ -186,6 +190,15 @@ class TrainConfig:
         _choice("train.schedule_step", self.schedule_step, ("epoch", "iteration"))
         if self.lr <= 0:
             raise ConfigError(f"train.lr={self.lr} must be > 0")
+        _positive("train.log_every", self.log_every)
+        _choice("train.compile", self.compile, ("auto", "eager") + COMPILE_MODES)
+        if self.compile not in ("auto", "eager"):  # "auto" is checked where it resolves (no dynamo import here)
+            self.check_compile_backend()
+
+    def check_compile_backend(self) -> None:
+        import torch._dynamo
+
+        _choice("train.compile_backend", self.compile_backend, tuple(torch._dynamo.list_backends(exclude_tags=())))
 
 
 @dataclass
@@ -293,6 +306,8 @@ def _apply(obj, values: dict, prefix: str) -> None:
     names = [f.name for f in dataclasses.fields(obj)]
     for key, value in values.items():
         dotted = f"{prefix}{key}"
+        if dotted in RETIRED:
+            raise ConfigError(f"config key {dotted!r} was removed: {RETIRED[dotted]}")
         if key not in names:
             close = difflib.get_close_matches(key, names, n=1)
             hint = f" (did you mean {prefix}{close[0]}?)" if close else ""

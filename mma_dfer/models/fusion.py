@@ -37,6 +37,7 @@ class FusionBottleneck(nn.Module):
         a_low = self.audio_down(audio)
         a_global = a_low.mean(1, keepdim=True).repeat_interleave(num_frames, dim=0)
         v_global = v_low.view(bt // num_frames, num_frames, nv, -1).mean(1).mean(1, keepdim=True)
-        video = video + torch.tanh(self.video_gate) * self.video_up(v_low + a_global)
-        audio = audio + torch.tanh(self.audio_gate) * self.audio_up(a_low + v_global)
+        # the gates are fp32 parameters of shape [1]: cast, or they would promote a half stream to fp32
+        video = video + torch.tanh(self.video_gate).to(video.dtype) * self.video_up(v_low + a_global)
+        audio = audio + torch.tanh(self.audio_gate).to(audio.dtype) * self.audio_up(a_low + v_global)
         return video, audio

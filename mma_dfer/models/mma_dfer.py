@@ -3,6 +3,7 @@ progressive prompts and Fusion Bottlenecks between them, then the Joint Adaptati
 the Multimodal Temporal Transformer."""
 from __future__ import annotations
 
+import contextlib
 from collections import OrderedDict
 
 import torch
@@ -64,11 +65,8 @@ class MMADFER(nn.Module):
         self.head = nn.Linear(cfg.temporal_dim, num_classes)
         self.set_grad_checkpointing(cfg.grad_checkpointing)
         for enc in self.encoders():
-            enc.set_block_dtype(cfg.frozen_dtype)
             for blk in enc.blocks:
                 blk.attn.fused_attn = cfg.fused_attn
-            if cfg.compile_blocks:
-                enc.compile_blocks(cfg.compile_backend)
         self.freeze_encoders()
 
     # -- structure ----------------------------------------------------------------------
@@ -87,6 +85,27 @@ class MMADFER(nn.Module):
 
     def trainable_parameters(self) -> list[nn.Parameter]:
         return [p for p in self.parameters() if p.requires_grad]
+
+    def cast_frozen(self, dtype: torch.dtype) -> None:
+        """Store the frozen encoder weights in ``dtype`` (bf16/fp16 for mixed precision).
+
+        They get no gradient, so no fp32 master copy is needed, and kept in fp32 they would be
+        cast at every use under autocast (two full weight copies per block per step). The
+        trainable parameters stay as they are (fp32 masters for the optimizer); ``forward``
+        then runs under autocast (see :meth:`mixed_precision`)."""
+        for enc in self.encoders():
+            for p in enc.parameters():
+                if not p.requires_grad:
+                    p.data = p.data.to(dtype)
+
+    def mixed_precision(self, device: torch.device):
+        """Autocast to the frozen weights' dtype when they are half and the trainable parts are
+        not (after :meth:`cast_frozen`); nothing to do in fp32 or after a whole-module cast."""
+        frozen = self.encoders()[0].blocks[0].norm1.weight.dtype
+        if frozen == self.head.weight.dtype or (torch.is_autocast_enabled(device.type)
+                                                and torch.get_autocast_dtype(device.type) == frozen):
+            return contextlib.nullcontext()
+        return torch.autocast(device.type, dtype=frozen)
 
     def param_groups(self) -> "OrderedDict[str, list[tuple[str, nn.Parameter]]]":
         """Parameters by paper part, for the ``params`` summary."""
@@ -112,7 +131,8 @@ class MMADFER(nn.Module):
 
     # -- forward ------------------------------------------------------------------------
     def forward(self, video: torch.Tensor, audio: torch.Tensor) -> torch.Tensor:
-        return self.forward_head(self.forward_features(video, audio))
+        with self.mixed_precision(video.device):
+            return self.forward_head(self.forward_features(video, audio))
 
     def encode(self, video: torch.Tensor, audio: torch.Tensor):
         """Both encoders interleaved block by block, with fusion and progressive prompts between
