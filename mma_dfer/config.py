@@ -60,6 +60,7 @@ class ModelConfig:
     # Table 2's intermediate temporal adaptors after every fusion block: width d (64/128/256), 0 = off.
     ita_dim: int = 0
     ita_heads: int = 2
+    ita_temporal_embed: bool = False  # learned per-frame embeddings before the ITA's attention
     # Joint Adaptation Module width and the Multimodal Temporal Transformer.
     temporal: str = "mtt"  # "mtt" or "mean" (Table 4 rows without MTT)
     temporal_dim: int = 512
