@@ -33,7 +33,7 @@ def clip_tokens(video: torch.Tensor, num_frames: int) -> torch.Tensor:
 class AddFusion(nn.Module):
     """Table 3 "ADD": the FB's exchange in the original 768-d space, without compression and
     expansion: each modality gets the other's global mean (audio: over all its tokens; video:
-    over frames, then tokens) added to every token through the gate. The FB's own-token term
+    over all tokens of all frames of the clip) added to every token through the gate. The FB's own-token term
     (eq. 4, ``V_hat + L_a``) is left out: without F_V it would only rescale the stream by
     ``1 + tanh(alpha)``. Parameters: the two gates."""
 
