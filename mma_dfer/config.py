@@ -58,9 +58,17 @@ class ModelConfig:
     prompt_updates: int = 2
     # Std of the positional-embedding rows of the prompt slots (authors: randn, std 1).
     prompt_pos_std: float = 1.0
-    # Fusion Bottleneck after every encoder block ("none": Table 3/4 without FB).
+    # Fusion after every encoder block: "bottleneck" (the paper's FB), "none" (Table 3/4 without
+    # FB), or Table 3's alternatives "add", "mult" (cross-attention both ways), "mult_concat"
+    # (one Transformer layer over both modalities' tokens).
     fusion: str = "bottleneck"
-    fusion_dim: int = 128
+    fusion_dim: int = 128  # FB latent width d (Table 6); MULT / MULT-concat total attention width
+    fusion_heads: int = 2  # MULT / MULT-concat heads (paper: 2 heads, total width 128)
+    fusion_mlp_dim: int = 512  # MULT-concat's feed-forward width (4 x fusion_dim)
+    # Table 2's intermediate temporal adaptors after every fusion block: width d (64/128/256), 0 = off.
+    ita_dim: int = 0
+    ita_heads: int = 2
+    ita_temporal_embed: bool = False  # learned per-frame embeddings before the ITA's attention
     # Joint Adaptation Module width and the Multimodal Temporal Transformer.
     temporal: str = "mtt"  # "mtt" or "mean" (Table 4 rows without MTT)
     temporal_dim: int = 512
@@ -79,7 +87,7 @@ class ModelConfig:
     num_classes: Optional[int] = None
 
     def validate(self) -> None:
-        _choice("model.fusion", self.fusion, ("bottleneck", "none"))
+        _choice("model.fusion", self.fusion, ("bottleneck", "none", "add", "mult", "mult_concat"))
         _choice("model.temporal", self.temporal, ("mtt", "mean"))
         _choice("model.modalities", self.modalities, ("audiovisual", "video", "audio"))
         _positive("model.embed_dim", self.embed_dim)
@@ -101,6 +109,16 @@ class ModelConfig:
             raise ConfigError(f"model.fusion={self.fusion!r} needs both encoders; set model.fusion=none "
                               f"for model.modalities={self.modalities!r}")
         _positive("model.fusion_dim", self.fusion_dim)
+        if self.fusion in ("mult", "mult_concat"):
+            _divides("model.fusion_heads", self.fusion_heads, "model.fusion_dim", self.fusion_dim)
+            _positive("model.fusion_mlp_dim", self.fusion_mlp_dim)
+        if self.ita_dim < 0:
+            raise ConfigError(f"model.ita_dim={self.ita_dim} must be >= 0 (0: no intermediate temporal adaptors)")
+        if self.ita_dim:
+            if self.modalities == "audio":
+                raise ConfigError("model.ita_dim attends over the video frames and needs the video branch; "
+                                  "set model.ita_dim=0 for model.modalities='audio'")
+            _divides("model.ita_heads", self.ita_heads, "model.ita_dim", self.ita_dim)
         _positive("model.temporal_dim", self.temporal_dim)
 
 
@@ -258,6 +276,12 @@ def _choice(name: str, value, allowed) -> None:
 def _positive(name: str, value) -> None:
     if value <= 0:
         raise ConfigError(f"{name}={value} must be > 0")
+
+
+def _divides(heads_name: str, heads: int, width_name: str, width: int) -> None:
+    _positive(heads_name, heads)
+    if width % heads:
+        raise ConfigError(f"{heads_name}={heads} must divide {width_name}={width} (heads of equal width)")
 
 
 # ---------------------------------------------------------------------------------------

@@ -11,7 +11,8 @@ import torch.nn as nn
 
 from mma_dfer.config import ModelConfig
 from mma_dfer.models.encoders import ViTEncoder
-from mma_dfer.models.fusion import FusionBottleneck
+from mma_dfer.models.fusion_variants import build_fusion
+from mma_dfer.models.ita import build_ita
 from mma_dfer.models.prompts import ProgressivePrompts
 from mma_dfer.models.temporal import MultimodalTemporalTransformer
 
@@ -54,9 +55,8 @@ class MMADFER(nn.Module):
         if self.use_audio:
             self.audio_encoder = ViTEncoder((audio_frames, mel_bins), 1, **vit)
             self.audio_prompts = ProgressivePrompts(**prompts)
-        self.fusion = nn.ModuleList(
-            FusionBottleneck(cfg.embed_dim, cfg.fusion_dim) for _ in range(cfg.depth)
-        ) if cfg.fusion == "bottleneck" else None
+        self.fusion = build_fusion(cfg)
+        self.ita = build_ita(cfg, self.fusion, num_frames)
         self.jam = nn.Linear(cfg.embed_dim, cfg.temporal_dim)
         self.mtt = MultimodalTemporalTransformer(
             cfg.temporal_dim, cfg.temporal_layers, cfg.temporal_heads, cfg.temporal_head_dim,
@@ -110,7 +110,7 @@ class MMADFER(nn.Module):
     def param_groups(self) -> "OrderedDict[str, list[tuple[str, nn.Parameter]]]":
         """Parameters by paper part, for the ``params`` summary."""
         groups: OrderedDict = OrderedDict((k, []) for k in (
-            "prompts", "pos_embed", "fusion", "jam", "mtt", "classifier", "encoders"))
+            "prompts", "pos_embed", "fusion", "ita", "jam", "mtt", "classifier", "encoders"))
         for name, p in self.named_parameters():
             if "_prompts." in name:
                 key = "prompts"
@@ -118,6 +118,8 @@ class MMADFER(nn.Module):
                 key = "pos_embed"
             elif name.startswith("fusion."):
                 key = "fusion"
+            elif name.startswith("ita."):
+                key = "ita"
             elif name.startswith("jam."):
                 key = "jam"
             elif name.startswith("mtt."):
@@ -151,6 +153,8 @@ class MMADFER(nn.Module):
                 xa = self.audio_encoder.block(i, xa)
             if self.fusion is not None:
                 xv, xa = self.fusion[i](xv, xa, t)
+            if self.ita is not None:
+                xv, xa = self.ita[i](xv, xa, t)
             if xv is not None:
                 xv = self.video_prompts.update(i, xv, self.video_encoder.prompt_offset)
             if xa is not None:
