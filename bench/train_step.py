@@ -19,6 +19,7 @@ CUDA kernel launches, stream/device synchronisations, memcpy calls and aten ops 
 from __future__ import annotations
 
 import argparse
+import itertools
 import json
 import os
 import subprocess
@@ -67,7 +68,8 @@ def build_step(spec: dict, device, video, audio, label):
     cfg = load_config(None, [f"data.resolution={spec['res']}", f"data.num_frames={spec['frames']}",
                              f"model.grad_checkpointing={str(spec['ckpt']).lower()}",
                              f"model.fused_attn={str(spec.get('fused', True)).lower()}",
-                             f"train.compile={spec.get('compile', 'eager')}"])
+                             f"train.compile={spec.get('compile', 'eager')}",
+                             f"train.compile_backend={spec.get('compile_backend', 'inductor')}"])
     prec = spec["precision"]
     half = getattr(torch, DTYPES[prec])
     loss_fn = torch.nn.CrossEntropyLoss()
@@ -101,7 +103,7 @@ def build_step(spec: dict, device, video, audio, label):
         model.cast_frozen(half)  # the layout the autocast JSONs give the engine
     opt = make_optimizer([p for p in model.parameters() if p.requires_grad], cfg.train)
     mode = compile_model(model, cfg.train, device)
-    scaler = torch.amp.GradScaler(enabled=prec == "fp16")
+    scaler = torch.amp.GradScaler(device.type, enabled=prec == "fp16")
 
     def step():
         if mode in ("reduce-overhead", "max-autotune"):
@@ -178,15 +180,47 @@ def worker(spec: dict) -> dict:
             "torch": torch.__version__, "warmup_s": warmup_s, "profile": profile}
 
 
-def run_worker(spec: dict) -> dict:
+def run_specs(specs: list[dict]) -> None:
+    """The worker process: each spec in turn, one ``RESULT`` line each. Specs of one group share
+    their compiled graphs (a new model instance passes the guards of the first one's graph), so
+    only the first of a group pays the compilation; memory is released and the CUDA peak reset
+    between them, so each peak is its own."""
+    import gc
+
+    import torch
+
+    for spec in specs:
+        try:
+            result = worker(spec)
+        except Exception as e:  # one failed configuration must not hide the others' numbers
+            result = {**spec, "error": f"{type(e).__name__}: {e}"[:300]}
+        print("RESULT " + json.dumps(result), flush=True)
+        gc.collect()
+        if torch.cuda.is_available():
+            torch.cuda.empty_cache()
+
+
+def group_key(spec: dict) -> tuple:
+    """Specs that share compiled graphs (and so one worker process)."""
+    return tuple(spec[k] for k in ("res", "frames", "batch", "precision", "ckpt", "fused", "compile"))
+
+
+def run_group(specs: list[dict], timeout: float | None = None) -> list[dict]:
+    """Run ``specs`` in one worker process; a spec without a RESULT line gets the process's error."""
     env = {**os.environ, "PYTHONUNBUFFERED": "1"}
-    proc = subprocess.run([sys.executable, __file__, "--worker", json.dumps(spec)], capture_output=True, text=True,
-                          env=env, cwd=ROOT)
-    lines = [ln for ln in proc.stdout.splitlines() if ln.startswith("RESULT ")]
-    if proc.returncode != 0 or not lines:
-        tail = (proc.stderr or proc.stdout).strip().splitlines()[-3:]
-        return {**spec, "error": " | ".join(tail)}
-    return json.loads(lines[-1][len("RESULT "):])
+    try:
+        proc = subprocess.run([sys.executable, __file__, "--worker", json.dumps(specs)], capture_output=True,
+                              text=True, env=env, cwd=ROOT, timeout=timeout)
+        stdout, stderr, rc = proc.stdout, proc.stderr, proc.returncode
+    except subprocess.TimeoutExpired as e:
+        stdout, stderr, rc = (e.stdout or b"").decode(), f"timed out after {timeout:.0f} s", -1
+    done = [json.loads(ln[len("RESULT "):]) for ln in stdout.splitlines() if ln.startswith("RESULT ")]
+    tail = " | ".join((stderr or stdout).strip().splitlines()[-3:]) or f"exit code {rc}"
+    return done + [{**s, "error": tail} for s in specs[len(done):]]
+
+
+def run_worker(spec: dict) -> dict:
+    return run_group([spec])[0]
 
 
 def row(r: dict) -> str:
@@ -314,7 +348,8 @@ def main(argv=None) -> int:
     p.add_argument("--worker", help=argparse.SUPPRESS)
     args = p.parse_args(argv)
     if args.worker:
-        print("RESULT " + json.dumps(worker(json.loads(args.worker))), flush=True)
+        specs = json.loads(args.worker)
+        run_specs(specs if isinstance(specs, list) else [specs])
         return 0
     import torch
 
@@ -329,9 +364,10 @@ def main(argv=None) -> int:
     if args.levers:
         return run_levers(args, cuda)
     results = []
-    for spec in configurations(args, cuda):
-        results.append(run_worker(spec))
-        print(row(results[-1]), flush=True)
+    for _, group in itertools.groupby(configurations(args, cuda), key=group_key):
+        for r in run_group(list(group)):
+            results.append(r)
+            print(row(r), flush=True)
     text = table(results)
     if args.markdown:
         atomic_write_text(args.markdown, text)

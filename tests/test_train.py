@@ -225,6 +225,10 @@ def test_deepspeed_config_conflicts_are_errors(tmp_path):
     bad.write_text(json.dumps({"gradient_clipping": 1.0}))
     with pytest.raises(TrainingError, match="gradient_clipping=1.0 disagrees"):
         deepspeed_config(bad, cfg, 1)
+    cfg.train.grad_clip = 1.0
+    with pytest.raises(TrainingError, match="train.grad_clip=1.0 needs the gradient norm"):
+        deepspeed_config(ROOT / "ds_configs/zero2_bf16.json", cfg, 1)
+    cfg.train.grad_clip = 0.0
     cfg.train.micro_batch_size = 2
     assert deepspeed_config(ROOT / "ds_configs/cpu_fp32.json", cfg, 2)["gradient_accumulation_steps"] == 2
 

@@ -21,6 +21,7 @@ import os
 import shutil
 import wave
 from dataclasses import asdict, dataclass, field
+from functools import partial
 from multiprocessing import get_context
 from pathlib import Path
 from typing import Optional
@@ -288,7 +289,7 @@ def prepare(dataset: str, raw: str | Path, out: str | Path, workers: int = 1, fa
         bar.close()
     summary = summarize(reports, out)
     if cache_resolutions:
-        summary["cached"] = fill_cache(dataset, out, samples, faces)
+        summary["cached"] = fill_cache(dataset, out, samples, faces, workers)
     return summary
 
 
@@ -306,9 +307,10 @@ def summarize(reports: list[ClipReport], out: Path) -> dict:
     return summary
 
 
-def fill_cache(dataset: str, out: Path, samples, faces: str) -> int:
-    """Decode every prepared clip once into the cache (``<out>/cache``); returns the count.
-    The cache holds 224-px frames, which serve every resolution up to 224."""
+def fill_cache(dataset: str, out: Path, samples, faces: str, workers: int = 1) -> int:
+    """Decode every prepared clip once into the cache (``<out>/cache``), in ``workers``
+    processes; returns the count. The cache holds 224-px frames, which serve every resolution up
+    to 224 (its entries are written under temporary names and renamed: workers never collide)."""
     from mma_dfer.config import DataConfig
     from mma_dfer.data.annotations import make_sample
     from mma_dfer.data.dataset import ClipDataset
@@ -317,14 +319,18 @@ def fill_cache(dataset: str, out: Path, samples, faces: str) -> int:
     cfg = DataConfig(dataset=dataset, root=str(out), source=source, cache_dir=str(out / "cache"),
                      audio_policy="silence")
     ds = ClipDataset([make_sample(dataset, out, s.clip_id, s.label) for s in samples], cfg, train=False)
-    count = 0
-    for sample in ds.samples:
-        try:
-            ds.from_cache(sample)
-            count += 1
-        except ClipError:
-            continue
-    return count
+    if workers > 1:
+        with get_context("fork").Pool(workers) as pool:
+            return sum(pool.map(partial(_cache_one, ds), range(len(ds.samples)), chunksize=8))
+    return sum(_cache_one(ds, i) for i in range(len(ds.samples)))
+
+
+def _cache_one(ds, index: int) -> int:
+    try:
+        ds.from_cache(ds.samples[index])
+        return 1
+    except ClipError:
+        return 0
 
 
 def run(args) -> int:

@@ -86,6 +86,10 @@ def deepspeed_config(path: str | Path, cfg: Config, world: int) -> dict:
             raise TrainingError(f"{path}: {key}={ds[key]} disagrees with the config ({value} from train.batch_size="
                                 f"{t.batch_size}, train.micro_batch_size, train.grad_clip and world size {world})")
         ds[key] = value
+    if t.grad_clip > 0 and ds.get("zero_optimization", {}).get("compute_grad_norm") is False:
+        raise TrainingError(f"{path}: train.grad_clip={t.grad_clip} needs the gradient norm; remove "
+                            "zero_optimization.compute_grad_norm=false (set in the shipped JSONs because nothing "
+                            "reads the norm when clipping is off, as in the paper)")
     if ds.get("fp16", {}).get("enabled") and not torch.cuda.is_available():
         raise TrainingError(f"{path}: the whole-module fp16 mode needs a GPU (DeepSpeed refuses it on most "
                             "CPUs); use a torch_autocast JSON (ds_configs/zero0_fp16.json), cpu_fp32.json or cpu_bf16.json")
@@ -311,6 +315,7 @@ class Trainer:
         bar = self.progress_bar(steps)
         window = LossWindow(cfg.train.log_every * self.sampler.accum, self.device)
         skipped, t0, seen = [], time.time(), 0
+        mark = (t0, 0)  # time and clips at the last log line: its rate covers the steps since
         fault_at = int(os.environ.get(FAULT_ENV, "0"))
         for batch in self.loader():
             if st["step_in_epoch"] >= steps:
@@ -341,7 +346,8 @@ class Trainer:
             losses = window.drain()
             stop_any = self.check(losses, stop, epoch)
             if due:
-                self.log_train(losses, seen, time.time() - t0, lr, bar)
+                self.log_train(losses, seen - mark[1], time.time() - mark[0], lr, bar)
+                mark = (time.time(), seen)
             if stop_any:
                 st["train_time"] += time.time() - t0
                 st["samples"] += int(all_mean(seen, self.device) * env.world_size)
@@ -396,6 +402,7 @@ class Trainer:
                     desc=f"epoch {st['epoch'] + 1}/{self.cfg.train.epochs}")
 
     def log_train(self, losses, seen, elapsed, lr, bar=None) -> None:
+        """Scalars of the steps since the last log line (loss, clips/s) and the state now."""
         finite = [v for _, v in losses if math.isfinite(v)]
         values = {"loss": all_mean(float(np.mean(finite)) if finite else 0.0, self.device),
                   "lr": lr, "samples_per_s": all_mean(seen, self.device) * self.env.world_size / max(elapsed, 1e-9),
