@@ -14,14 +14,8 @@ from typing import Optional
 import torch
 import torch.nn as nn
 
-from mma_dfer.models.fusion import FusionBottleneck
+from mma_dfer.models.fusion import FusionBottleneck, gated_add
 from mma_dfer.models.temporal import TemporalAttention, TemporalLayer
-
-
-def gated_add(x: torch.Tensor, gate: torch.Tensor, update: torch.Tensor) -> torch.Tensor:
-    """``x + tanh(gate) * update`` computed in x's dtype: a bf16 residual stream stays bf16 next
-    to fp32 trainable parameters instead of being promoted to fp32."""
-    return x + torch.tanh(gate).to(x.dtype) * update.to(x.dtype)
 
 
 def clip_tokens(video: torch.Tensor, num_frames: int) -> torch.Tensor:

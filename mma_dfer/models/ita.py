@@ -11,7 +11,7 @@ from typing import Optional
 import torch
 import torch.nn as nn
 
-from mma_dfer.models.fusion_variants import gated_add
+from mma_dfer.models.fusion import gated_add
 from mma_dfer.models.temporal import TemporalAttention
 
 
