@@ -14,21 +14,21 @@ import torch.nn as nn
 from timm.models.vision_transformer import VisionTransformer
 
 
-def _vit(img_size, in_chans: int) -> VisionTransformer:
-    return VisionTransformer(img_size=img_size, patch_size=16, in_chans=in_chans, embed_dim=768, depth=12,
-                             num_heads=12, num_classes=0, global_pool="token")
-
-
 class ReferenceModel(nn.Module):
-    def __init__(self, image_size: int = 160, audio_frames: int = 512, num_classes: int = 7, prompts: int = 6):
+    """Args: the input geometry; ``width``/``depth``/``heads`` of the ViTs (ViT-B unless a CPU
+    rehearsal shrinks them)."""
+
+    def __init__(self, image_size: int = 160, audio_frames: int = 512, num_classes: int = 7, prompts: int = 6,
+                 width: int = 768, depth: int = 12, heads: int = 12):
         super().__init__()
-        self.video = _vit(image_size, 3)
-        self.audio = _vit((audio_frames, 128), 1)
+        vit = dict(patch_size=16, embed_dim=width, depth=depth, num_heads=heads, num_classes=0, global_pool="token")
+        self.video = VisionTransformer(img_size=image_size, in_chans=3, **vit)
+        self.audio = VisionTransformer(img_size=(audio_frames, 128), in_chans=1, **vit)
         for p in list(self.video.parameters()) + list(self.audio.parameters()):
             p.requires_grad = False
-        self.video_prompts = nn.Parameter(torch.randn(prompts, 768) * 768 ** -0.5)
-        self.audio_prompts = nn.Parameter(torch.randn(prompts, 768) * 768 ** -0.5)
-        self.proj = nn.Linear(768, 512)
+        self.video_prompts = nn.Parameter(torch.randn(prompts, width) * width ** -0.5)
+        self.audio_prompts = nn.Parameter(torch.randn(prompts, width) * width ** -0.5)
+        self.proj = nn.Linear(width, 512)
         self.temporal = nn.TransformerEncoderLayer(512, 8, 1024, dropout=0.0, batch_first=True, norm_first=True)
         self.head = nn.Linear(512, num_classes)
 

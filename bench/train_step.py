@@ -39,6 +39,7 @@ DTYPES = {"fp32": "float32", "bf16": "bfloat16", "fp16": "float16"}
 LAUNCHES = ("cudaLaunchKernel", "cuLaunchKernel", "cuLaunchKernelEx", "cudaLaunchKernelExC", "cudaGraphLaunch")
 SYNCS = ("cudaStreamSynchronize", "cudaDeviceSynchronize", "cudaEventSynchronize")
 MEMCPY = ("cudaMemcpyAsync", "cudaMemcpy")
+WATCHED_OPS = ("abs", "item", "_to_copy")  # per-tensor overflow checks, host reads, dtype casts
 
 
 def device_peak(precision: str):
@@ -56,20 +57,32 @@ def device_peak(precision: str):
 
 
 
-def build_step(spec: dict, device, video, audio, label):
-    """The step function of one configuration and the config it uses (for the FLOP count)."""
+def spec_config(spec: dict):
+    """The config of one configuration: the paper's model (or ``spec["config"]``, a YAML) at its size."""
+    from mma_dfer.config import load_config
+
+    return load_config(spec.get("config"), [
+        f"data.resolution={spec['res']}", f"data.num_frames={spec['frames']}",
+        f"model.grad_checkpointing={str(spec['ckpt']).lower()}", f"model.fused_attn={str(spec.get('fused', True)).lower()}",
+        f"train.compile={spec.get('compile', 'eager')}", f"train.compile_backend={spec.get('compile_backend', 'inductor')}"])
+
+
+def reference_model(cfg):
+    """The timm reference at the config's geometry (and, for a rehearsal's tiny config, widths)."""
+    from bench.reference_model import ReferenceModel
+
+    m = cfg.model
+    return ReferenceModel(cfg.data.resolution, cfg.data.audio_frames, width=m.embed_dim, depth=m.depth, heads=m.num_heads)
+
+
+def build_step(spec: dict, cfg, device, video, audio, label):
+    """The step function of one configuration."""
     import torch
 
-    from mma_dfer.config import load_config
     from mma_dfer.engine.engine import build_engine, compile_model, make_optimizer
     from mma_dfer.engine.trainer import deepspeed_config
     from mma_dfer.models import build_model
 
-    cfg = load_config(None, [f"data.resolution={spec['res']}", f"data.num_frames={spec['frames']}",
-                             f"model.grad_checkpointing={str(spec['ckpt']).lower()}",
-                             f"model.fused_attn={str(spec.get('fused', True)).lower()}",
-                             f"train.compile={spec.get('compile', 'eager')}",
-                             f"train.compile_backend={spec.get('compile_backend', 'inductor')}"])
     prec = spec["precision"]
     half = getattr(torch, DTYPES[prec])
     loss_fn = torch.nn.CrossEntropyLoss()
@@ -92,11 +105,9 @@ def build_step(spec: dict, device, video, audio, label):
             loss = loss_fn(engine(video.to(in_dtype), audio.to(in_dtype)).float(), label)
             engine.backward(loss)
             engine.step()
-        return step, cfg
+        return step
     if spec["engine"] == "reference":
-        from bench.reference_model import ReferenceModel
-
-        model = ReferenceModel(spec["res"], cfg.data.audio_frames).train().to(device)
+        model = reference_model(cfg).train().to(device)
     else:
         model = build_model(cfg, load_pretrained=False).train().to(device)
     if prec != "fp32":
@@ -114,7 +125,7 @@ def build_step(spec: dict, device, video, audio, label):
         scaler.step(opt)
         scaler.update()
         opt.zero_grad(set_to_none=True)
-    return step, cfg
+    return step
 
 
 def profile_counts(step, steps: int = 3) -> dict:
@@ -129,8 +140,28 @@ def profile_counts(step, steps: int = 3) -> dict:
             step()
     counts = Counter(e.name for e in prof.events())
     per = {"launches": sum(counts[k] for k in LAUNCHES), "syncs": sum(counts[k] for k in SYNCS),
-           "memcpy": sum(counts[k] for k in MEMCPY), "aten ops": sum(v for k, v in counts.items() if k.startswith("aten::"))}
+           "memcpy": sum(counts[k] for k in MEMCPY), "aten ops": sum(v for k, v in counts.items() if k.startswith("aten::")),
+           **{k: counts[f"aten::{k}"] for k in WATCHED_OPS}}
     return {k: round(v / steps) for k, v in per.items()}
+
+
+_FLOPS: dict = {}
+
+
+def flops_per_clip(spec: dict, cfg) -> float:
+    """Training FLOPs per clip (counted once per model and geometry in a worker process: the
+    count runs the model on meta tensors, seconds for two ViT-Bs)."""
+    import torch
+
+    from mma_dfer.models.flops import step_flops, train_flops_per_clip
+
+    d = cfg.data
+    key = (spec["engine"] == "reference", json.dumps(cfg.to_dict()["model"]), d.resolution, d.num_frames, d.audio_frames)
+    if key not in _FLOPS:
+        _FLOPS[key] = step_flops(lambda: (reference_model(cfg), (
+            torch.empty(1, d.num_frames, 3, d.resolution, d.resolution), torch.empty(1, 1, d.audio_frames, d.mel_bins))))[0] \
+            if key[0] else train_flops_per_clip(cfg)[0]
+    return _FLOPS[key]
 
 
 def worker(spec: dict) -> dict:
@@ -139,16 +170,15 @@ def worker(spec: dict) -> dict:
     import torch
 
     from mma_dfer.engine.trainer import peak_memory_mb
-    from mma_dfer.models.flops import step_flops, train_flops_per_clip
 
     cuda = torch.cuda.is_available()
     device = torch.device("cuda" if cuda else "cpu")
-    b = spec["batch"]
+    b, cfg = spec["batch"], spec_config(spec)
     video = torch.rand(b, spec["frames"], 3, spec["res"], spec["res"], device=device)
-    audio = torch.randn(b, 1, 512, 128, device=device)
+    audio = torch.randn(b, 1, cfg.data.audio_frames, cfg.data.mel_bins, device=device)
     label = torch.randint(0, 7, (b,), device=device)
     t0 = time.perf_counter()
-    step, cfg = build_step(spec, device, video, audio, label)
+    step = build_step(spec, cfg, device, video, audio, label)
     for _ in range(spec["warmup"]):
         step()
     if cuda:
@@ -164,14 +194,7 @@ def worker(spec: dict) -> dict:
         times.append(time.perf_counter() - t0)
     peak_mb = peak_memory_mb(device)
     profile = profile_counts(step) if spec.get("profile") else None
-    if spec["engine"] == "reference":
-        from bench.reference_model import ReferenceModel
-
-        d = cfg.data
-        flops, _ = step_flops(lambda: (ReferenceModel(spec["res"], d.audio_frames), (
-            torch.empty(1, d.num_frames, 3, d.resolution, d.resolution), torch.empty(1, 1, d.audio_frames, 128))))
-    else:
-        flops, _ = train_flops_per_clip(cfg)
+    flops = flops_per_clip(spec, cfg)
     clips_s = b / float(np.mean(times))
     peak_tflops, device_name = device_peak(spec["precision"])
     return {**spec, "clips_per_s": clips_s, "p50_ms": 1e3 * float(np.percentile(times, 50)),
@@ -237,8 +260,8 @@ def profile_line(r: dict) -> str:
         return ""
     p = r["profile"]
     return (f"profile {r['label']} ({r['res']} px, batch {r['batch']}, {r['precision']}): per step "
-            f"{p['launches']} kernel launches, {p['syncs']} syncs, {p['memcpy']} memcpy, {p['aten ops']} aten ops; "
-            f"warm-up {r['warmup_s']:.0f} s")
+            f"{p['launches']} kernel launches, {p['syncs']} syncs, {p['memcpy']} memcpy, {p['aten ops']} aten ops "
+            f"({', '.join(f'{k} {p[k]}' for k in WATCHED_OPS)}); warm-up {r['warmup_s']:.0f} s")
 
 
 HEADER = ("| res | frames | batch | precision | grad ckpt | engine | clips/s | step p50 ms | step p90 ms | "
@@ -313,10 +336,9 @@ def configurations(args, cuda: bool):
                         yield {**base, "engine": "plain", "label": "plain" + tag}
                         stages = [s for s in args.zero.split(",") if s] if (not ckpt or args.ds_with_ckpt) else []
                         for stage in stages:
-                            if not cuda and stage != "0":
-                                continue
-                            name = (f"zero{stage}_{prec}.json" if prec != "fp32" else "fp32.json") if cuda else \
-                                f"cpu_{prec}.json"
+                            if prec == "fp32" and stage != "0":
+                                continue  # the shipped ZeRO-1/2/3 JSONs are mixed precision
+                            name = f"zero{stage}_{prec}.json" if prec != "fp32" else "fp32.json" if cuda else "cpu_fp32.json"
                             yield {**base, "engine": "deepspeed", "ds_config": name, "label": f"deepspeed {name}" + tag}
                         if args.reference and fused and not ckpt:
                             yield {**base, "engine": "reference", "label": "reference (timm)" + suffix(mode)}
