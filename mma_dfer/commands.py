@@ -85,6 +85,8 @@ def _predict(sub) -> None:
 
         return predict_run(args)
 
+    from mma_dfer.data.prepare import FACE_MARGIN
+
     p = sub.add_parser("predict", help="a trained model on new videos: class probabilities per video or window")
     p.add_argument("inputs", nargs="+", metavar="INPUT", help="video files, or folders of them (searched recursively)")
     p.add_argument("--checkpoint", required=True,
@@ -104,7 +106,7 @@ def _predict(sub) -> None:
     p.add_argument("--workers", type=int, default=0, help="processes decoding videos (and finding faces)")
     p.add_argument("--device", choices=("auto", "cpu", "cuda"), default="auto")
     p.add_argument("--precision", choices=("fp32", "bf16", "fp16"), default="fp32")
-    p.add_argument("--margin", type=float, default=1.3, help="face square = margin x the larger box side")
+    p.add_argument("--margin", type=float, default=FACE_MARGIN, help="face square = margin x the larger box side")
     p.set_defaults(func=run)
 
 

@@ -144,7 +144,8 @@ def test_a_real_face_is_found_and_cropped_as_prepare_crops_it(run_dir, tmp_path,
                           "--predictions", str(tmp_path / "evaluated.json")]) == 0
     evaluated = json.loads((tmp_path / "evaluated.json").read_text())[0]
 
-    noface = write_mp4(tmp_path / "coffee.mp4", faceless_frames(12, 144, 176), render_audio(0, 7, 0.5, np.random.default_rng(0)))
+    noface = write_mp4(tmp_path / "coffee.mp4", faceless_frames(12, 144, 176),
+                       render_audio(0, 7, 0.5, np.random.default_rng(0)))
     rc, out, err = predict(capsys, clip, noface, "--checkpoint", run_dir, "--audio-policy", "silence",
                            "--json", tmp_path / "p.json")
     assert rc == 1

@@ -24,6 +24,7 @@ import torch
 from torch.utils.data import DataLoader, IterableDataset, get_worker_info
 
 from mma_dfer.data import audio as A
+from mma_dfer.data import prepare as P
 from mma_dfer.data import video as V
 from mma_dfer.data.dataset import evaluation_inputs, read_fbank
 from mma_dfer.data.video import ClipError
@@ -39,7 +40,7 @@ class PredictOptions:
     clips: int = 1
     window: Optional[float] = None  # seconds; None: the whole video is one clip
     stride: Optional[float] = None  # seconds between window starts (default: the window)
-    margin: float = 1.3
+    margin: float = P.FACE_MARGIN
 
 
 @dataclass
@@ -106,22 +107,18 @@ def fbank_span(fb: Optional[torch.Tensor], a: int, b: int, n: int) -> Optional[t
 def detect_faces(vr, path: Path) -> tuple[list, tuple[int, int]]:
     """``prepare``'s per-frame MTCNN boxes of the whole video, decoded in chunks (a long video
     never sits in memory) of whole detector batches (the same batches as ``prepare``)."""
-    from mma_dfer.data.prepare import DETECT_BATCH, detect_boxes
-
-    boxes, shape, chunk = [], None, 4 * DETECT_BATCH
+    boxes, shape, chunk = [], None, 4 * P.DETECT_BATCH
     for start in range(0, len(vr), chunk):
         frames = V.read_video_frames(vr, path, np.arange(start, min(start + chunk, len(vr))))
         shape = frames.shape[1:3]
-        boxes += detect_boxes(frames)
+        boxes += P.detect_boxes(frames)
     return boxes, shape
 
 
 def face_reader(read, squares: list):
     """A frame reader that returns ``prepare``'s face crops of the frames it is asked for."""
-    from mma_dfer.data.prepare import FACE_SIZE, as_stored, square_crop
-
     def read_faces(idx: np.ndarray) -> np.ndarray:
-        return np.stack([as_stored(square_crop(f, *squares[i], FACE_SIZE)) for f, i in zip(read(idx), idx)])
+        return np.stack([P.as_stored(P.square_crop(f, *squares[i], P.FACE_SIZE)) for f, i in zip(read(idx), idx)])
 
     return read_faces
 
@@ -129,8 +126,6 @@ def face_reader(read, squares: list):
 def video_inputs(path: Path, cfg, opts: PredictOptions) -> Iterator[dict]:
     """The model inputs of one video: one dict per window (the whole video without
     ``--window``) with its times, tensors, and how much of it had a face and audio."""
-    from mma_dfer.data.prepare import face_squares
-
     vr = V.open_video(path)
     n, fps = len(vr), float(vr.get_avg_fps()) or 25.0
     try:
@@ -144,7 +139,7 @@ def video_inputs(path: Path, cfg, opts: PredictOptions) -> Iterator[dict]:
         found = np.array([b is not None for b in boxes])
         if not found.any():
             raise ClipError(path, "no face found in any frame (--faces none if the frames are face crops)")
-        read = face_reader(read, face_squares(boxes, h, w, opts.margin))
+        read = face_reader(read, P.face_squares(boxes, h, w, opts.margin))
     for k, (a, b) in enumerate(window_spans(n, fps, opts.window, opts.stride)):
         video, audio = evaluation_inputs(b - a, lambda idx: read(idx + a), fbank_span(fb, a, b, n), cfg, opts.clips)
         yield {"window": k, "start": a / fps, "end": b / fps, "video": video, "audio": audio,
@@ -317,10 +312,8 @@ def run(args) -> int:
         print(f"error: {problem}", file=sys.stderr)
         return 2
     if args.faces == "mtcnn":
-        from mma_dfer.data.prepare import detector
-
         try:
-            detector()
+            P.detector()
         except RuntimeError as e:
             print(f"error: {e}", file=sys.stderr)
             return 2
