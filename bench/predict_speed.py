@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import argparse
 import importlib.util
+import os
 import shutil
 import sys
 import tempfile
@@ -23,6 +24,9 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 from mma_dfer.utils import atomic_write_text  # noqa: E402  (after the path set-up)
+
+VIDEOS = {"none": "generated, 224x224, 2 s at 25 fps, AAC audio",
+          "mtcnn": "carphone, 176x144, 120 frames at 30 fps, no audio (silence)"}
 
 
 def make_videos(work: Path, faces: str, n: int) -> list[Path]:
@@ -92,15 +96,16 @@ def main(argv=None) -> int:
             t0 = time.perf_counter()
             run(files[1:])
             seconds = time.perf_counter() - t0
-            rows.append((faces, args.videos, seconds, args.videos / seconds))
+            rows.append((faces, VIDEOS[faces], args.videos, seconds, args.videos / seconds))
             print(f"faces {faces}: {args.videos} videos in {seconds:.1f} s: {args.videos / seconds:.2f} videos/s",
                   flush=True)
     finally:
         shutil.rmtree(work, ignore_errors=True)
-    lines = [f"device: {device.type}; {torch.get_num_threads()} threads; model: {name}; {args.clips}-clip, "
-             f"batch {args.batch_size}, {args.workers} workers, {args.precision}", "",
-             "| faces | videos | seconds | videos/s |", "|---|---:|---:|---:|"]
-    lines += [f"| {f} | {n} | {s:.1f} | {v:.2f} |" for f, n, s, v in rows]
+    load = os.getloadavg()[0]
+    lines = [f"device: {device.type}; {torch.get_num_threads()} threads; load average {load:.1f} at the end; "
+             f"model: {name}; {args.clips}-clip, batch {args.batch_size}, {args.workers} workers, {args.precision}", "",
+             "| faces | videos | timed | seconds | videos/s |", "|---|---|---:|---:|---:|"]
+    lines += [f"| {f} | {what} | {n} | {s:.1f} | {v:.2f} |" for f, what, n, s, v in rows]
     print("\n".join(lines))
     if args.markdown:
         atomic_write_text(args.markdown, "\n".join(lines) + "\n")

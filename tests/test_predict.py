@@ -195,6 +195,7 @@ def test_a_long_video_gets_a_timeline(run_dir, demo_root, tmp_path, capsys):
                        "--json", tmp_path / "clips.json")
     alone = by_file(json.loads((tmp_path / "clips.json").read_text()))
     right = sorted(((alone[f]["probabilities"][c], f, c) for f, c in clips if alone[f]["top_class"] == c), reverse=True)
+    assert len({c for _, _, c in right}) >= 2, f"the model gets {len(right)} test clips right, all of one class"
     (_, file_a, a), (_, file_b, b) = right[0], next(r for r in right if r[2] != right[0][2])
 
     # 3 s of the first, then 3 s of the second (each looped), with their own sound

@@ -198,9 +198,12 @@ def predict_videos(model, cfg, files: list[Path], class_names: list[str], opts: 
             results[c["file"]].windows.append((c["window"], record))
         pending.clear()
 
+    clips = 0
     for item in loader:
         if not item.get("done"):
             pending.append(item)
+            clips += 1
+            bar.set_postfix_str(f"{clips} {'windows' if opts.window else 'clips'}", refresh=False)
             if len(pending) >= batch_size:
                 flush()
             continue
