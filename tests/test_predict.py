@@ -67,6 +67,7 @@ def max_difference(a: dict, b: dict) -> float:
     return max(abs(a[k] - b[k]) for k in a)
 
 
+@pytest.mark.slow
 def test_predict_gives_the_probabilities_of_evaluation(run_dir, demo_root, tmp_path, capsys):
     from mma_dfer.engine.evaluate_checkpoint import main as evaluate_main  # launch/evaluate.py's main
 
