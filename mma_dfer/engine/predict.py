@@ -324,7 +324,7 @@ def run(args) -> int:
     dtype = PRECISIONS[args.precision]
     model, cfg, _, kind = load_model(Path(args.checkpoint))
     if dtype == torch.float32:
-        model.to(device)  # as evaluation runs it (a run's bf16 frozen blocks stay bf16)
+        model.to(device)  # as evaluation runs it
     else:
         model.to(device, dtype)
     class_names = CLASS_NAMES[cfg.data.dataset]
