@@ -288,7 +288,7 @@ def run_levers(args, cuda: bool) -> int:
     res, prec = int(args.resolutions.split(",")[0]), args.precisions.split(",")[0]
     base = dict(res=res, frames=args.frames, batch=args.batch, precision=prec, ckpt=False, fused=True,
                 steps=args.steps, warmup=args.warmup, engine="plain", compile="eager", profile=args.profile,
-                label=f"plain {prec} (baseline)")
+                config=args.config, label=f"plain {prec} (baseline)")
     bf16_ok = cuda or torch.ops.mkldnn._is_mkldnn_bf16_supported()
     note = "" if bf16_ok else ("this CPU has no native bf16 matmul (no AVX512-BF16/AMX): the bf16 levers would "
                                "time its emulation, so they are skipped (bench/memory.py measures their memory)\n\n")
@@ -331,7 +331,7 @@ def configurations(args, cuda: bool):
                     for mode in compiles:
                         base = dict(res=res, frames=args.frames, batch=args.batch, precision=prec, ckpt=ckpt,
                                     fused=fused, steps=args.steps, warmup=args.warmup, compile=mode,
-                                    profile=args.profile)
+                                    profile=args.profile, config=args.config)
                         tag = ("" if fused else " (no SDPA)") + suffix(mode)
                         yield {**base, "engine": "plain", "label": "plain" + tag}
                         stages = [s for s in args.zero.split(",") if s] if (not ckpt or args.ds_with_ckpt) else []
@@ -347,6 +347,7 @@ def configurations(args, cuda: bool):
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--quick", action="store_true", help="CPU-sized: 112 px, 4 frames, batch 2, fp32")
+    p.add_argument("--config", help="model config YAML (default: the paper's ViT-B model)")
     p.add_argument("--resolutions", default="160")
     p.add_argument("--frames", type=int, default=16)
     p.add_argument("--batch", type=int, default=8)
