@@ -23,15 +23,10 @@ from tests.conftest import CPU_SWEEP_VARIANTS as VARIANTS
 from tests.conftest import ROOT
 
 SWEEPS = sorted((ROOT / "configs/sweeps").glob("*.yaml"))
-# model.ita_dim and model.fusion=add|mult|mult_concat come with the variants branch (issue 13,
-# part 1): strict, so that these turn into failures to remove once it is merged.
-NEEDS_VARIANTS = {"table2.yaml", "table3.yaml"}
 SHOTS = Path(os.environ.get("MMA_DFER_SCREENSHOTS", ""))  # keep the screenshots here when set
 
 
-@pytest.mark.parametrize("path", [pytest.param(p, marks=pytest.mark.xfail(
-    p.name in NEEDS_VARIANTS, reason="variant fields of issue 13 part 1 not merged yet", strict=True))
-    for p in SWEEPS], ids=lambda p: p.name)
+@pytest.mark.parametrize("path", SWEEPS, ids=lambda p: p.name)
 def test_every_sweep_file_expands_to_valid_configs(path, tmp_path):
     sweep = load_sweep(path)
     runs = expand(sweep, tmp_path)
