@@ -1,8 +1,10 @@
 #!/usr/bin/env bash
 # System packages the test-suite needs beyond Python: a real single-node SLURM with accounting
-# (tests/test_slurm.py starts it with slurm/local-cluster/start.sh). Network is used here only.
+# (tests/test_slurm.py starts it with slurm/local-cluster/start.sh), and headless Chromium with
+# the DejaVu fonts for the screenshot tests of the report and TensorBoard (tests/test_sweep.py).
+# Network is used here only.
 set -euo pipefail
-pkgs=(munge slurmctld slurmd slurm-client slurmdbd mariadb-server)
+pkgs=(munge slurmctld slurmd slurm-client slurmdbd mariadb-server chromium fonts-dejavu-core)
 missing=()
 for p in "${pkgs[@]}"; do dpkg -s "$p" >/dev/null 2>&1 || missing+=("$p"); done
 if [ ${#missing[@]} -gt 0 ]; then

@@ -47,7 +47,7 @@ def test_demo_learns_through_the_deepspeed_launcher(demo_root, tmp_path):
     events = EventAccumulator(str(out / "tb")).Reload()
     tags = set(events.Tags()["scalars"])
     assert {"train/loss", "train/lr", "train/samples_per_s", "test/uar", "test/war"} <= tags
-    assert "eval/confusion" in events.Tags()["images"]
+    assert "test/confusion" in events.Tags()["images"]
     assert (out / "log.jsonl").read_text().count("train/loss") >= 6
 
 
@@ -55,7 +55,7 @@ def test_kill_and_resume_gives_identical_weights_and_metrics(demo_root, tmp_path
     common = ["--config", DEMO, "--set", f"data.root={demo_root}", "--set", "train.epochs=2",
               "--set", "train.validate_every=1"]
     run_train(*common, "--set", f"output_dir={tmp_path / 'straight'}")
-    assert '"eval/uar"' in (tmp_path / "straight/log.jsonl").read_text()  # validation after epoch 1
+    assert '"test/uar"' in (tmp_path / "straight/log.jsonl").read_text()  # validation after epoch 1
     stopped = run_train(*common, "--set", f"output_dir={tmp_path / 'killed'}", env={FAULT_ENV: "10"}, check=False)
     assert stopped.returncode == PREEMPTED_EXIT_CODE, stopped.stderr[-3000:]
     assert checkpointing.latest(tmp_path / "killed/checkpoints")["tag"] == "step0000010"

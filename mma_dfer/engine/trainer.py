@@ -35,6 +35,7 @@ from mma_dfer.engine.evaluate import evaluate
 from mma_dfer.engine.logging import RunLogger
 from mma_dfer.engine.results import make_result
 from mma_dfer.engine.sampler import GlobalBatchSampler
+from mma_dfer.labels import CLASS_NAMES
 from mma_dfer.utils import atomic_write_json
 
 log = logging.getLogger("mma_dfer.train")
@@ -443,6 +444,19 @@ class Trainer:
                             cfg.model.num_classes, self.dtype, self.env.rank, self.env.world_size,
                             progress=self.env.is_main and sys.stderr.isatty())
 
+    def log_test(self, metrics: dict, confusion) -> None:
+        """Test-fold metrics at this step under ``test/`` (one curve over the epochs when the
+        config validates every epoch, ending with the final test) and the labelled 1-clip
+        confusion figure (an image per evaluation: TensorBoard's slider steps through them)."""
+        st = self.state
+        self.logger.scalars(st["global_step"], metrics, prefix="test/", epoch=st["epoch"])
+        if self.env.is_main:
+            from mma_dfer.report.figures import confusion_title
+
+            d = self.cfg.data
+            title = confusion_title(d.dataset, d.fold, st["epoch"], metrics["uar"], metrics["war"])
+            self.logger.confusion(st["global_step"], confusion, CLASS_NAMES[d.dataset], title)
+
     def run(self) -> Optional[dict]:
         cfg, env = self.cfg, self.env
         self.run_dir.mkdir(parents=True, exist_ok=True)
@@ -460,9 +474,9 @@ class Trainer:
                 self.train_epoch(stop)
                 self.save(f"epoch{self.state['epoch']:03d}")
                 if cfg.train.validate_every and self.state["epoch"] % cfg.train.validate_every == 0 \
-                        and self.state["epoch"] < cfg.train.epochs:
+                        and self.state["epoch"] < cfg.train.epochs:  # the last epoch: the final test below
                     m = self.evaluate(1)
-                    self.logger.scalars(self.state["global_step"], {"uar": m["uar"], "war": m["war"]}, prefix="eval/")
+                    self.log_test({"uar": m["uar"], "war": m["war"]}, m["confusion"])
         results = {c: self.evaluate(c) for c in sorted(cfg.eval.clips)}
         return self.finish(results)
 
@@ -472,14 +486,15 @@ class Trainer:
             cfg, results, st["epoch"], train_time_s=st["train_time"],
             samples_per_s=st["samples"] / max(st["train_time"], 1e-9),
             peak_memory_mb=all_max([peak_memory_mb(self.device)], self.device)[0],
-            world_size=self.env.world_size, precision=precision_name(self.engine))
+            world_size=self.env.world_size, precision=precision_name(self.engine),
+            trainable_params=sum(getattr(p, "ds_numel", p.numel())  # ZeRO-3: the unpartitioned size
+                                 for p in self.engine.module.trainable_parameters()))
         if self.env.is_main:
             atomic_write_json(self.run_dir / "result.json", result)
-            self.logger.scalars(st["global_step"], {"uar": result["uar"], "war": result["war"],
-                                                     "uar_2clip": result["uar_2clip"],
-                                                     "war_2clip": result["war_2clip"]}, prefix="test/")
-            self.logger.confusion(st["global_step"], np.array(result["confusion_matrix"]))
-            self.logger.hparams(_flat_hparams(cfg.to_dict()), {"hparam/uar": result["uar"], "hparam/war": result["war"]})
+            metrics = {k: result[k] for k in ("uar", "war", "uar_2clip", "war_2clip")}
+            self.log_test(metrics, result["confusion_matrix"])
+            self.logger.hparams(_flat_hparams(cfg.to_dict()), [f"test/{k}" for k, v in metrics.items()
+                                                                if v is not None])
             self.logger.close()
             log.info("fold %d res %d: UAR %.2f WAR %.2f (2-clip %s / %s); wrote %s", cfg.data.fold,
                      cfg.data.resolution, result["uar"], result["war"], _fmt(result["uar_2clip"]),
