@@ -305,3 +305,18 @@ def test_resume_from_an_explicit_checkpoint_writes_into_the_new_run(demo_root, t
     assert json.loads((second / "result.json").read_text())["epoch"] == 2
     bad = run_train(*common, "--set", f"output_dir={tmp_path / 'x'}", "--resume", str(tmp_path / "nothing"), check=False)
     assert bad.returncode == 2 and "not a complete checkpoint" in bad.stderr
+
+
+def test_results_are_written_readable_by_others(tmp_path):
+    # an atomic write goes through mkstemp (mode 0600): the file must get the umask's mode, as
+    # open() would give it, or other users of a cluster cannot read the results
+    import os
+
+    from mma_dfer.utils import atomic_write_json
+
+    old = os.umask(0o022)
+    try:
+        atomic_write_json(tmp_path / "result.json", {"uar": 1.0})
+    finally:
+        os.umask(old)
+    assert (tmp_path / "result.json").stat().st_mode & 0o777 == 0o644
