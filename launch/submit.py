@@ -1,7 +1,8 @@
-"""Fan out the folds x resolutions through submitit.
+"""Fan out the folds x resolutions, or a sweep's runs, through submitit.
 
     python launch/submit.py --dataset dfew --folds 1-5 --resolutions 112,160,224 \
         [--nodes N --gpus-per-node G --partition P --account A --time MIN] [--cluster slurm|local|debug]
+    python launch/submit.py --sweep configs/sweeps/table4.yaml [--variants a,b] [--folds ..] [--set data.root=..] ...
     python launch/submit.py --status [--runs-root runs]
 """
 import sys

@@ -79,6 +79,37 @@ def _verify(sub) -> None:
     p.set_defaults(func=run)
 
 
+def _predict(sub) -> None:
+    def run(args):
+        from mma_dfer.engine.predict import run as predict_run
+
+        return predict_run(args)
+
+    from mma_dfer.data.prepare import FACE_MARGIN
+
+    p = sub.add_parser("predict", help="a trained model on new videos: class probabilities per video or window")
+    p.add_argument("inputs", nargs="+", metavar="INPUT", help="video files, or folders of them (searched recursively)")
+    p.add_argument("--checkpoint", required=True,
+                   help="a run folder / checkpoint tag folder of this project, or an authors' model.pth")
+    p.add_argument("--faces", choices=("mtcnn", "none"), default="mtcnn",
+                   help="mtcnn: find and crop the face as prepare --faces mtcnn does (default); none: the frames "
+                        "are face crops already (DFEW's clips)")
+    p.add_argument("--clips", type=int, choices=(1, 2), default=1, help="test-time clips per video (or window)")
+    p.add_argument("--audio-policy", choices=("error", "silence"), default="error",
+                   help="a video without an audio track: fail it (default) or predict it with silent audio")
+    p.add_argument("--window", type=float, metavar="SECONDS", help="slide the model over the video in windows")
+    p.add_argument("--stride", type=float, metavar="SECONDS", help="seconds between windows (default: --window)")
+    p.add_argument("--json", metavar="FILE", help="write every prediction with all class probabilities")
+    p.add_argument("--csv", metavar="FILE", help="the same as a CSV table")
+    p.add_argument("--plot", metavar="FILE.png", help="draw the emotion timeline (with --window)")
+    p.add_argument("--batch-size", type=int, default=8, help="clips per forward pass")
+    p.add_argument("--workers", type=int, default=0, help="processes decoding videos (and finding faces)")
+    p.add_argument("--device", choices=("auto", "cpu", "cuda"), default="auto")
+    p.add_argument("--precision", choices=("fp32", "bf16", "fp16"), default="fp32")
+    p.add_argument("--margin", type=float, default=FACE_MARGIN, help="face square = margin x the larger box side")
+    p.set_defaults(func=run)
+
+
 def register(sub) -> None:
     """Attach the data, demo and toolkit sub-commands to ``sub``."""
     _make_data(sub)
@@ -86,3 +117,4 @@ def register(sub) -> None:
     _demo(sub)
     _prepare(sub)
     _verify(sub)
+    _predict(sub)

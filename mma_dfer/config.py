@@ -20,6 +20,14 @@ from typing import Optional
 import yaml
 
 NUM_CLASSES = {"dfew": 7, "mafw": 11}
+COMPILE_MODES = ("default", "reduce-overhead", "max-autotune", "max-autotune-no-cudagraphs")
+# Fields that were removed, with what replaces them (a YAML that still sets one gets this message).
+RETIRED = {
+    "model.frozen_dtype": "the frozen weights follow the DeepSpeed JSON's precision now: a "
+                          "torch_autocast JSON (ds_configs/zero*_bf16.json) stores them in its dtype",
+    "model.compile_blocks": "use train.compile (the whole training step, not per-block branches)",
+    "model.compile_backend": "use train.compile_backend",
+}
 
 
 class ConfigError(ValueError):
@@ -50,9 +58,17 @@ class ModelConfig:
     prompt_updates: int = 2
     # Std of the positional-embedding rows of the prompt slots (authors: randn, std 1).
     prompt_pos_std: float = 1.0
-    # Fusion Bottleneck after every encoder block ("none": Table 3/4 without FB).
+    # Fusion after every encoder block: "bottleneck" (the paper's FB), "none" (Table 3/4 without
+    # FB), or Table 3's alternatives "add", "mult" (cross-attention both ways), "mult_concat"
+    # (one Transformer layer over both modalities' tokens).
     fusion: str = "bottleneck"
-    fusion_dim: int = 128
+    fusion_dim: int = 128  # FB latent width d (Table 6); MULT / MULT-concat total attention width
+    fusion_heads: int = 2  # MULT / MULT-concat heads (paper: 2 heads, total width 128)
+    fusion_mlp_dim: int = 512  # MULT-concat's feed-forward width (4 x fusion_dim)
+    # Table 2's intermediate temporal adaptors after every fusion block: width d (64/128/256), 0 = off.
+    ita_dim: int = 0
+    ita_heads: int = 2
+    ita_temporal_embed: bool = False  # learned per-frame embeddings before the ITA's attention
     # Joint Adaptation Module width and the Multimodal Temporal Transformer.
     temporal: str = "mtt"  # "mtt" or "mean" (Table 4 rows without MTT)
     temporal_dim: int = 512
@@ -65,26 +81,15 @@ class ModelConfig:
     trainable_pos_embed: bool = True
     # Memory lever: recompute the frozen encoder blocks in the backward pass.
     grad_checkpointing: bool = False
-    # Run the frozen encoder weights in this dtype (trainable parts stay fp32).
-    frozen_dtype: str = "float32"
     # Fused scaled-dot-product attention in the encoder blocks (False: timm's explicit softmax).
     fused_attn: bool = True
-    # torch.compile the frozen blocks' attention and MLP branches (all 24 blocks share one graph
-    # per branch and input shape; see ViTEncoder.compile_blocks); the backend is torch.compile's.
-    compile_blocks: bool = False
-    compile_backend: str = "inductor"
     # Filled from data.dataset when left empty.
     num_classes: Optional[int] = None
 
     def validate(self) -> None:
-        _choice("model.fusion", self.fusion, ("bottleneck", "none"))
+        _choice("model.fusion", self.fusion, ("bottleneck", "none", "add", "mult", "mult_concat"))
         _choice("model.temporal", self.temporal, ("mtt", "mean"))
         _choice("model.modalities", self.modalities, ("audiovisual", "video", "audio"))
-        _choice("model.frozen_dtype", self.frozen_dtype, ("float32", "bfloat16", "float16"))
-        if self.compile_blocks:
-            import torch._dynamo
-
-            _choice("model.compile_backend", self.compile_backend, tuple(torch._dynamo.list_backends(exclude_tags=())))
         _positive("model.embed_dim", self.embed_dim)
         _positive("model.depth", self.depth)
         if self.embed_dim % self.num_heads:
@@ -104,6 +109,16 @@ class ModelConfig:
             raise ConfigError(f"model.fusion={self.fusion!r} needs both encoders; set model.fusion=none "
                               f"for model.modalities={self.modalities!r}")
         _positive("model.fusion_dim", self.fusion_dim)
+        if self.fusion in ("mult", "mult_concat"):
+            _divides("model.fusion_heads", self.fusion_heads, "model.fusion_dim", self.fusion_dim)
+            _positive("model.fusion_mlp_dim", self.fusion_mlp_dim)
+        if self.ita_dim < 0:
+            raise ConfigError(f"model.ita_dim={self.ita_dim} must be >= 0 (0: no intermediate temporal adaptors)")
+        if self.ita_dim:
+            if self.modalities == "audio":
+                raise ConfigError("model.ita_dim attends over the video frames and needs the video branch; "
+                                  "set model.ita_dim=0 for model.modalities='audio'")
+            _divides("model.ita_heads", self.ita_heads, "model.ita_dim", self.ita_dim)
         _positive("model.temporal_dim", self.temporal_dim)
 
 
@@ -176,8 +191,15 @@ class TrainConfig:
     label_smoothing: float = 0.0
     seed: int = 1
     validate_every: int = 0  # epochs between evaluations on the test fold; 0: final only
-    log_every: int = 10
+    log_every: int = 10  # also how often the loss and the non-finite flag are read off the device
     max_steps_per_epoch: int = 0  # 0: the whole epoch; >0 truncates (smoke tests)
+    # torch.compile the model for the training step (forward and backward through the frozen
+    # blocks, drop-path and prompts inside the graph): a torch.compile mode ("default",
+    # "reduce-overhead" = CUDA graphs, "max-autotune", ...), "eager" (no compilation), or "auto" =
+    # "default" on a GPU and eager on the CPU (where compiling the ViT-Bs takes minutes).
+    # Evaluation always runs eager.
+    compile: str = "auto"
+    compile_backend: str = "inductor"
     # seconds a collective (or the rendezvous) may wait for the other ranks before it fails: a
     # lost node then ends the run with exit code 76 (requeue) instead of a hang. DeepSpeed's default.
     collective_timeout_s: int = 600
@@ -190,6 +212,15 @@ class TrainConfig:
         _choice("train.schedule_step", self.schedule_step, ("epoch", "iteration"))
         if self.lr <= 0:
             raise ConfigError(f"train.lr={self.lr} must be > 0")
+        _positive("train.log_every", self.log_every)
+        _choice("train.compile", self.compile, ("auto", "eager") + COMPILE_MODES)
+        if self.compile not in ("auto", "eager"):  # "auto" is checked where it resolves (no dynamo import here)
+            self.check_compile_backend()
+
+    def check_compile_backend(self) -> None:
+        import torch._dynamo
+
+        _choice("train.compile_backend", self.compile_backend, tuple(torch._dynamo.list_backends(exclude_tags=())))
 
 
 @dataclass
@@ -251,6 +282,12 @@ def _positive(name: str, value) -> None:
         raise ConfigError(f"{name}={value} must be > 0")
 
 
+def _divides(heads_name: str, heads: int, width_name: str, width: int) -> None:
+    _positive(heads_name, heads)
+    if width % heads:
+        raise ConfigError(f"{heads_name}={heads} must divide {width_name}={width} (heads of equal width)")
+
+
 # ---------------------------------------------------------------------------------------
 # Loading and overriding
 # ---------------------------------------------------------------------------------------
@@ -297,6 +334,8 @@ def _apply(obj, values: dict, prefix: str) -> None:
     names = [f.name for f in dataclasses.fields(obj)]
     for key, value in values.items():
         dotted = f"{prefix}{key}"
+        if dotted in RETIRED:
+            raise ConfigError(f"config key {dotted!r} was removed: {RETIRED[dotted]}")
         if key not in names:
             close = difflib.get_close_matches(key, names, n=1)
             hint = f" (did you mean {prefix}{close[0]}?)" if close else ""

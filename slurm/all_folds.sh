@@ -29,6 +29,8 @@
 #   MMA_DFER_HOME the repository (default: the folder sbatch was called from)
 #   VENV          virtual environment to activate                 (default $MMA_DFER_HOME/.venv)
 #   CPU_ONLY=1    no GPUs: DeepSpeed's CPU accelerator with gloo (request --gpus-per-node=0)
+#   TASK          grid index to run instead of SLURM_ARRAY_TASK_ID (slurm/sweep.sh: one run)
+#   AGGREGATE=0   do not submit the aggregation job (slurm/sweep.sh submits its report job)
 #   MAX_RESTARTS  requeues allowed after a lost rank (exit 76), counted by SLURM_RESTART_COUNT (default 10)
 #
 # Preemption and time limits: SLURM sends USR1 120 s before the limit (--signal); the run writes
@@ -75,13 +77,13 @@ read -ra folds <<< "$FOLDS"
 read -ra resolutions <<< "$RESOLUTIONS"
 n_folds=${#folds[@]}
 total=$(( n_folds * ${#resolutions[@]} ))
-task=${SLURM_ARRAY_TASK_ID:-0}
+task=${TASK:-${SLURM_ARRAY_TASK_ID:-0}}
 array_id=${SLURM_ARRAY_JOB_ID:-${SLURM_JOB_ID:-0}}
 mkdir -p "$RUNS_ROOT"
 
 # The aggregation job, submitted once per array by its lowest task (a marker guards requeues).
 marker=$RUNS_ROOT/.aggregate-submitted-$array_id
-if [ "$task" = "${SLURM_ARRAY_TASK_MIN:-0}" ] && [ -n "${SLURM_JOB_ID:-}" ] && mkdir "$marker" 2>/dev/null; then
+if [ "${AGGREGATE:-1}" = 1 ] && [ "$task" = "${SLURM_ARRAY_TASK_MIN:-0}" ] && [ -n "${SLURM_JOB_ID:-}" ] && mkdir "$marker" 2>/dev/null; then
   fold_list=$(IFS=,; echo "${folds[*]}")
   res_list=$(IFS=,; echo "${resolutions[*]}")
   sbatch --dependency="afterany:$array_id" --job-name=mma-dfer-aggregate --nodes=1 --ntasks=1 \

@@ -63,3 +63,25 @@ def run_train(*args, launcher="python", gpus=1, env=None, check=True):
     if check and proc.returncode != 0:
         raise AssertionError(f"training exited {proc.returncode}:\n{proc.stdout[-3000:]}\n{proc.stderr[-5000:]}")
     return proc
+
+
+CPU_SWEEP_VARIANTS = ["full", "plain"]
+
+
+@pytest.fixture(scope="session")
+def cpu_sweep(demo_root, tmp_path_factory):
+    """Table 4's "full" and "plain" (no prompts, no MTT, no FB) variants of the tiny model on the
+    demo data, folds 1-2, 2 short epochs validated every epoch, through submitit's debug executor
+    (tests/test_sweep.py; tests/test_slurm.py compares its sbatch sweep with it)."""
+    import subprocess
+
+    runs = tmp_path_factory.mktemp("sweep") / "runs"
+    cmd = [sys.executable, str(ROOT / "launch/submit.py"), "--cluster", "debug",
+           "--sweep", "configs/sweeps/table4.yaml", "--variants", ",".join(CPU_SWEEP_VARIANTS),
+           "--config", "configs/demo.yaml", "--deepspeed_config", "ds_configs/cpu_fp32.json", "--folds", "1,2", "--resolutions", "32", "--gpus-per-node", "0",
+           "--runs-root", str(runs), "--set", f"data.root={demo_root}", "--set", "train.epochs=2",
+           "--set", "train.validate_every=1", "--set", "train.max_steps_per_epoch=3"]
+    env = {**os.environ, "DS_ACCELERATOR": "cpu"}
+    proc = subprocess.run(cmd, cwd=ROOT, env=env, capture_output=True, text=True, timeout=900)
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    return runs, cmd, env, proc.stdout

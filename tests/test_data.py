@@ -281,6 +281,22 @@ def test_make_data_command(tmp_path, capsys):
     assert (tmp_path / "d/EmoLabel_DataSplit/train(single-labeled)/set_5.csv").is_file()
 
 
+def test_parallel_generation_writes_the_same_dataset(tmp_path):
+    import hashlib
+
+    from mma_dfer.data.synthetic import make_dataset
+
+    def digest(root):
+        h = hashlib.sha256()
+        for p in sorted(root.rglob("*")):
+            if p.is_file():
+                h.update(p.relative_to(root).as_posix().encode() + p.read_bytes())
+        return h.hexdigest()
+    one = make_dataset("mafw", tmp_path / "one", clips_per_class=1, seed=2)
+    two = make_dataset("mafw", tmp_path / "two", clips_per_class=1, seed=2, workers=2)
+    assert digest(one) == digest(two)
+
+
 def test_inspect_clip_prints_the_pipeline_and_fails_in_one_line(tmp_path, mafw_root):
     import subprocess
     import sys

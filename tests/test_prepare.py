@@ -2,6 +2,7 @@
 import hashlib
 import json
 import signal
+import shutil
 import subprocess
 import sys
 import time
@@ -135,6 +136,13 @@ def test_prepare_never_overwrites_foreign_outputs_without_force(face_raw, tmp_pa
     s = prepare("mafw", raw, out, faces="none", force=True, progress=False, cache_resolutions=(112, 160))
     assert s["done"] == 4 and (out / "data/wav/00002.wav").read_bytes()[:4] == b"RIFF"
     assert s["cached"] == 4 and len(list((out / "cache/mafw/s224").glob("*.frames.npy"))) == 4
+    # the same cache from two worker processes
+    from mma_dfer.data.prepare import _all_samples, fill_cache
+
+    serial = {p.name: p.read_bytes() for p in (out / "cache/mafw/s224").glob("*.npy")}
+    shutil.rmtree(out / "cache")
+    assert fill_cache("mafw", out, _all_samples("mafw", raw)[0], "none", workers=2) == 4
+    assert {p.name: p.read_bytes() for p in (out / "cache/mafw/s224").glob("*.npy")} == serial
 
 
 def test_verify_names_a_deleted_a_truncated_clip_and_a_bad_label(tmp_path):

@@ -134,3 +134,39 @@ def test_requeued_task_resumes_and_matches_an_uninterrupted_run(slurm, demo_root
     reference = json.loads((ref_dir / "result.json").read_text())
     for key in ("uar", "war", "uar_2clip", "war_2clip", "confusion_matrix"):
         assert resumed[key] == reference[key], key
+
+
+def test_sbatch_sweep_runs_its_variants_and_the_report(slurm, demo_root, tmp_path, cpu_sweep):
+    """slurm/sweep.sh with its default 30-task array: the 2 runs of the reduced Table 4 sweep, the
+    surplus tasks cancelled, the report job; the same results as the debug executor's sweep, which
+    validated every epoch (so validation leaves the result unchanged); resubmission skips."""
+    runs = tmp_path / "runs"
+    runs.mkdir()
+    exports = ",".join(["ALL", "CPU_ONLY=1", "FOLDS=1", "RESOLUTIONS=32", "VARIANTS=full plain",
+                        "CONFIG=configs/demo.yaml",
+                        f"SETS=data.root={demo_root} train.epochs=2 train.max_steps_per_epoch=3", f"RUNS_ROOT={runs}",
+                        f"MMA_DFER_HOME={ROOT}", f"VENV={Path(sys.executable).parent.parent}"])
+    sbatch = ["sbatch", "--parsable", "--gpus-per-node=0", "--cpus-per-task=1", "--mem=3G",
+              f"--output={runs}/slurm-%A_%a.out", f"--export={exports}"]
+    proc = sh([*sbatch, str(ROOT / "slurm/sweep.sh"), "configs/sweeps/table4.yaml"], slurm, cwd=ROOT)
+    assert proc.returncode == 0, proc.stderr
+    job = proc.stdout.strip().split(";")[0]
+    wait_idle(slurm)
+    states = job_states(slurm, job)
+    assert states.get(f"{job}_0") == states.get(f"{job}_1") == "COMPLETED", states
+    assert all(state.split()[0] in ("CANCELLED", "COMPLETED") for state in states.values()), states  # "CANCELLED by 0"
+    reference = cpu_sweep[0]
+    for variant in ("full", "plain"):
+        r = json.loads((runs / f"table4/{variant}/dfew/res32/fold1/result.json").read_text())
+        ref = json.loads((reference / f"table4/{variant}/dfew/res32/fold1/result.json").read_text())
+        for key in ("uar", "war", "uar_2clip", "war_2clip", "confusion_matrix", "confusion_matrix_2clip"):
+            assert r[key] == ref[key], (variant, key)
+        log = [json.loads(x) for x in (runs / f"table4/{variant}/dfew/res32/fold1/log.jsonl").read_text().splitlines()]
+        assert [x["epoch"] for x in log if "test/uar" in x] == [2]  # the final test only
+    assert "wrote" in (runs / f"report-{job}.out").read_text() and (runs / "report.html").stat().st_size > 10000
+    assert (runs / "table4/sweep.yaml").is_file()
+    job2 = sh([*sbatch, "--array=0-1", str(ROOT / "slurm/sweep.sh"), "configs/sweeps/table4.yaml"], slurm, cwd=ROOT)
+    job2 = job2.stdout.strip().split(";")[0]
+    wait_idle(slurm)
+    for task in (0, 1):
+        assert "already finished" in (runs / f"slurm-{job2}_{task}.out").read_text()

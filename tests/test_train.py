@@ -47,7 +47,7 @@ def test_demo_learns_through_the_deepspeed_launcher(demo_root, tmp_path):
     events = EventAccumulator(str(out / "tb")).Reload()
     tags = set(events.Tags()["scalars"])
     assert {"train/loss", "train/lr", "train/samples_per_s", "test/uar", "test/war"} <= tags
-    assert "eval/confusion" in events.Tags()["images"]
+    assert "test/confusion" in events.Tags()["images"]
     assert (out / "log.jsonl").read_text().count("train/loss") >= 6
 
 
@@ -55,7 +55,7 @@ def test_kill_and_resume_gives_identical_weights_and_metrics(demo_root, tmp_path
     common = ["--config", DEMO, "--set", f"data.root={demo_root}", "--set", "train.epochs=2",
               "--set", "train.validate_every=1"]
     run_train(*common, "--set", f"output_dir={tmp_path / 'straight'}")
-    assert '"eval/uar"' in (tmp_path / "straight/log.jsonl").read_text()  # validation after epoch 1
+    assert '"test/uar"' in (tmp_path / "straight/log.jsonl").read_text()  # validation after epoch 1
     stopped = run_train(*common, "--set", f"output_dir={tmp_path / 'killed'}", env={FAULT_ENV: "10"}, check=False)
     assert stopped.returncode == PREEMPTED_EXIT_CODE, stopped.stderr[-3000:]
     assert checkpointing.latest(tmp_path / "killed/checkpoints")["tag"] == "step0000010"
@@ -111,17 +111,56 @@ def test_non_finite_loss_stops_and_leaves_the_checkpoint(demo_root, tmp_path):
 
 
 def test_bf16_engine_trains_and_resumes(demo_root, tmp_path):
-    # DeepSpeed casts the whole module to bf16 after it is built: frozen blocks, prompts and inputs
+    # a torch_autocast JSON: fp32 trainable weights (and AdamW), the frozen ones stored in bf16
     out = tmp_path / "run"
     common = ["--config", DEMO, "--deepspeed_config", str(ROOT / "ds_configs/cpu_bf16.json"),
               "--set", f"data.root={demo_root}", "--set", f"output_dir={out}", "--set", "train.max_steps_per_epoch=2"]
     run_train(*common, "--set", "train.epochs=1")
     module = final_module(out)
-    assert {v.dtype for v in module.values()} == {torch.bfloat16}
+    assert {v.dtype for v in module.values()} == {torch.float32}
     resumed = run_train(*common, "--set", "train.epochs=2")
     assert "resumed from" in resumed.stderr
     result = json.loads((out / "result.json").read_text())
-    assert result["epoch"] == 2 and 0 <= result["uar"] <= 100
+    assert result["epoch"] == 2 and 0 <= result["uar"] <= 100 and result["precision"] == "autocast-bfloat16"
+
+
+def test_fp16_autocast_engine_scales_the_loss_and_resumes_it(demo_root, tmp_path):
+    # the shipped fp16 JSONs are torch_autocast (dynamic loss scaling by torch's GradScaler, which
+    # DeepSpeed does not checkpoint: the trainer does), so they run on the CPU too
+    out = tmp_path / "run"
+    common = ["--config", DEMO, "--deepspeed_config", str(ROOT / "ds_configs/zero0_fp16.json"),
+              "--set", f"data.root={demo_root}", "--set", f"output_dir={out}", "--set", "train.max_steps_per_epoch=2",
+              "--set", "train.log_every=1", "--set", "eval.clips=[1]"]
+    from mma_dfer.models.checkpoints import safe_load
+
+    run_train(*common, "--set", "train.epochs=1")
+    states = checkpointing.resolve(out) / checkpointing.MODEL_STATES
+    client = safe_load(states)
+    def scales():
+        logged = [json.loads(line) for line in (out / "log.jsonl").read_text().splitlines()]
+        return [r["train/loss_scale"] for r in logged if "train/loss_scale" in r]
+    assert client["grad_scaler"]["scale"] == scales()[-1] <= 2 ** 16
+    client["grad_scaler"]["scale"] = 1024.0  # far from GradScaler's fresh 65536
+    torch.save(client, states)
+    run_train(*common, "--set", "train.epochs=2")
+    assert len(scales()) == 4 and scales()[2] in (1024.0, 512.0)  # continued from the checkpoint's scale
+    assert json.loads((out / "result.json").read_text())["precision"] == "autocast-float16"
+
+
+def test_compiled_training_equals_eager_training(demo_root, tmp_path):
+    # train.compile through the DeepSpeed engine: the whole step captured (backend aot_eager runs
+    # the captured graphs with eager kernels, so the run must end bit-identical, drop-path draws
+    # included); evaluation runs eager, checkpoints and result.json as usual
+    common = ["--config", DEMO, "--set", f"data.root={demo_root}", "--set", "train.epochs=1",
+              "--set", "train.max_steps_per_epoch=3", "--set", "train.compile_backend=aot_eager"]
+    run_train(*common, "--set", "train.compile=eager", "--set", f"output_dir={tmp_path / 'eager'}")
+    compiled = run_train(*common, "--set", "train.compile=default", "--set", f"output_dir={tmp_path / 'compiled'}")
+    assert "torch.compile: mode default, backend aot_eager" in compiled.stderr
+    a, b = final_module(tmp_path / "eager"), final_module(tmp_path / "compiled")
+    for k in a:
+        assert torch.equal(a[k], b[k]), k
+    ra, rb = (json.loads((tmp_path / d / "result.json").read_text()) for d in ("eager", "compiled"))
+    assert (ra["uar"], ra["war"], ra["confusion_matrix"]) == (rb["uar"], rb["war"], rb["confusion_matrix"])
 
 
 def test_zero3_run_resumes_and_evaluates_without_deepspeed(demo_root, tmp_path):
@@ -177,10 +216,19 @@ def test_deepspeed_config_conflicts_are_errors(tmp_path):
     with pytest.raises(TrainingError, match="train.batch_size=8 .* world size 3"):
         deepspeed_config(ROOT / "ds_configs/cpu_fp32.json", cfg, 3)
     if not torch.cuda.is_available():
-        with pytest.raises(TrainingError, match="fp16 needs a GPU"):
-            deepspeed_config(ROOT / "ds_configs/zero2_fp16.json", cfg, 1)
+        bad.write_text(json.dumps({"fp16": {"enabled": True}}))
+        with pytest.raises(TrainingError, match="the whole-module fp16 mode needs a GPU"):
+            deepspeed_config(bad, cfg, 1)
     ds = deepspeed_config(ROOT / "ds_configs/zero2_bf16.json", cfg, 2)
     assert (ds["train_batch_size"], ds["train_micro_batch_size_per_gpu"], ds["gradient_accumulation_steps"]) == (8, 4, 1)
+    assert ds["gradient_clipping"] == 0.0  # written even when off: DeepSpeed's own default is 1.0
+    bad.write_text(json.dumps({"gradient_clipping": 1.0}))
+    with pytest.raises(TrainingError, match="gradient_clipping=1.0 disagrees"):
+        deepspeed_config(bad, cfg, 1)
+    cfg.train.grad_clip = 1.0
+    with pytest.raises(TrainingError, match="train.grad_clip=1.0 needs the gradient norm"):
+        deepspeed_config(ROOT / "ds_configs/zero2_bf16.json", cfg, 1)
+    cfg.train.grad_clip = 0.0
     cfg.train.micro_batch_size = 2
     assert deepspeed_config(ROOT / "ds_configs/cpu_fp32.json", cfg, 2)["gradient_accumulation_steps"] == 2
 
@@ -257,3 +305,18 @@ def test_resume_from_an_explicit_checkpoint_writes_into_the_new_run(demo_root, t
     assert json.loads((second / "result.json").read_text())["epoch"] == 2
     bad = run_train(*common, "--set", f"output_dir={tmp_path / 'x'}", "--resume", str(tmp_path / "nothing"), check=False)
     assert bad.returncode == 2 and "not a complete checkpoint" in bad.stderr
+
+
+def test_results_are_written_readable_by_others(tmp_path):
+    # an atomic write goes through mkstemp (mode 0600): the file must get the umask's mode, as
+    # open() would give it, or other users of a cluster cannot read the results
+    import os
+
+    from mma_dfer.utils import atomic_write_json
+
+    old = os.umask(0o022)
+    try:
+        atomic_write_json(tmp_path / "result.json", {"uar": 1.0})
+    finally:
+        os.umask(old)
+    assert (tmp_path / "result.json").stat().st_mode & 0o777 == 0o644

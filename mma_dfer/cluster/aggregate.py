@@ -51,13 +51,17 @@ def read_result(path: Path) -> dict:
     return data
 
 
-def _failed_runs(root: Path) -> dict:
+def _under(path: Path, folders) -> bool:
+    return any(path.is_relative_to(f) for f in folders)
+
+
+def _failed_runs(root: Path, exclude=()) -> dict:
     """Run folders (a saved config.yaml) without a result: (dataset, res, fold) -> folder."""
     import yaml
 
     out = {}
     for cfg_path in root.rglob("config.yaml"):
-        if (cfg_path.parent / "result.json").exists():
+        if (cfg_path.parent / "result.json").exists() or _under(cfg_path, exclude):
             continue
         try:
             data = (yaml.safe_load(cfg_path.read_text()) or {}).get("data", {})
@@ -73,19 +77,23 @@ def _stats(values: list[float]) -> tuple[Optional[float], Optional[float]]:
     return statistics.fmean(values), statistics.stdev(values) if len(values) > 1 else None
 
 
-def collect(root: str | Path, folds=FOLDS, resolutions: Optional[list[str]] = None) -> dict:
-    """The aggregate JSON: ``{dataset: {resolution: {"folds": {fold: {...}}, "uar_mean", ...}}}``."""
+def collect(root: str | Path, folds=FOLDS, resolutions: Optional[list[str]] = None, exclude=()) -> dict:
+    """The aggregate JSON: ``{dataset: {resolution: {"folds": {fold: {...}}, "uar_mean", ...}}}``.
+    Runs under the ``exclude`` folders are left out (the report: sweeps apart from loose runs)."""
     root = Path(root)
     if not root.is_dir():
         raise AggregateError(f"runs root {root} does not exist")
+    exclude = [Path(f) for f in exclude]
     found: dict = {}
     for path in sorted(root.rglob("result.json")):
+        if _under(path, exclude):
+            continue
         r = read_result(path)
         key = (str(r["dataset"]), str(r["resolution"]), int(r["fold"]))
         if key in found:
             raise AggregateError(f"two results for {key[0]} res {key[1]} fold {key[2]}: {found[key][0]} and {path}")
         found[key] = (path, r)
-    failed = _failed_runs(root)
+    failed = _failed_runs(root, exclude)
     table: dict = {}
     groups = {(d, res) for d, res, _ in list(found) + list(failed)}
     groups |= {(d, res) for d in {g[0] for g in groups} for res in (resolutions or [])}

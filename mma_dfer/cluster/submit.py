@@ -1,4 +1,4 @@
-"""The fold x resolution fan-out through submitit (SLURM job arrays, or local/debug executors).
+"""The fold x resolution fan-out (or a sweep's runs) through submitit (SLURM job arrays, or local/debug executors).
 
 Each job runs :class:`TrainJob`, a picklable callable: it skips a fold whose ``result.json`` is
 already valid, otherwise trains with ``--resume auto`` semantics. On SLURM's warning signal
@@ -98,7 +98,8 @@ def make_executor(args, log_dir: Path):
     ex = submitit.AutoExecutor(folder=str(log_dir / "%j"), cluster=args.cluster,
                                slurm_max_num_timeout=args.max_requeue)
     gpus = args.gpus_per_node
-    params = dict(name=f"mma-dfer-{args.dataset}", timeout_min=args.time, nodes=args.nodes,
+    name = f"mma-dfer-{Path(args.sweep).stem if args.sweep else args.dataset}"
+    params = dict(name=name, timeout_min=args.time, nodes=args.nodes,
                   tasks_per_node=max(gpus, 1), cpus_per_task=args.cpus_per_task)
     if gpus > 0:
         params["gpus_per_node"] = gpus
@@ -116,21 +117,61 @@ def make_executor(args, log_dir: Path):
     return ex
 
 
+def _grid(args, runs_root: Path) -> list[tuple[dict, TrainJob]]:
+    """The fold x resolution grid of one dataset: (manifest fields, job) per run."""
+    planned = []
+    for res in parse_int_list(args.resolutions or "112,160,224"):
+        for fold in parse_int_list(args.folds or "1-5"):
+            out = run_dir(runs_root, args.dataset, res, fold)
+            config = args.config or f"configs/{args.dataset}_{res}.yaml"
+            overrides = [f"data.dataset={args.dataset}", f"data.fold={fold}", f"data.resolution={res}", *args.overrides]
+            planned.append(({"dataset": args.dataset, "resolution": res, "fold": fold},
+                            TrainJob(config, args.deepspeed_config, overrides, str(out))))
+    return planned
+
+
+def _sweep(args, runs_root: Path) -> list[tuple[dict, TrainJob]]:
+    """Every run of a sweep file (variants x datasets x resolutions x folds); its definition is
+    copied next to the runs for the report. ``--folds``/``--resolutions`` given on the command
+    line replace the sweep's grid, ``--variants`` picks a subset."""
+    from mma_dfer.cluster.sweep import expand, load_sweep, restrict, write_definition
+
+    sweep = load_sweep(args.sweep)
+    variants = [v for v in (args.variants or "").split(",") if v]
+    sweep = restrict(sweep, parse_int_list(args.folds) if args.folds else None,
+                     parse_int_list(args.resolutions) if args.resolutions else None)
+    runs = expand(sweep, runs_root, args.config, args.overrides, variants)
+    print(f"sweep {sweep.name}: {len(runs)} runs; definition {write_definition(sweep, runs_root)}")
+    return [({"sweep": r.sweep, "variant": r.variant, "dataset": r.dataset, "resolution": r.resolution,
+              "fold": r.fold}, TrainJob(r.config, args.deepspeed_config, r.overrides, r.output_dir)) for r in runs]
+
+
+def _describe(meta: dict) -> str:
+    where = f"{meta['sweep']}/{meta['variant']} " if "sweep" in meta else ""
+    return f"{where}{meta['dataset']} res{meta['resolution']} fold{meta['fold']}"
+
+
 def submit(args) -> int:
     runs_root = Path(args.runs_root)
     runs_root.mkdir(parents=True, exist_ok=True)
     log_dir = runs_root / "submitit_logs"
     jobs, entries = [], []
-    grid = [(r, f) for r in parse_int_list(args.resolutions) for f in parse_int_list(args.folds)]
+    if args.sweep:
+        from mma_dfer.cluster.sweep import SweepError
+
+        try:
+            planned = _sweep(args, runs_root)
+        except SweepError as e:
+            print(f"error: {e}", file=sys.stderr)
+            return 2
+    else:
+        planned = _grid(args, runs_root)
     todo = []
-    for res, fold in grid:
-        out = run_dir(runs_root, args.dataset, res, fold)
-        if valid_result(out / "result.json") is not None:
-            print(f"skip {args.dataset} res{res} fold{fold}: {out / 'result.json'} exists")
+    for meta, job in planned:
+        if valid_result(Path(job.output_dir) / "result.json") is not None:
+            print(f"skip {_describe(meta)}: {Path(job.output_dir) / 'result.json'} exists")
             continue
-        config = args.config or f"configs/{args.dataset}_{res}.yaml"
-        overrides = [f"data.dataset={args.dataset}", f"data.fold={fold}", f"data.resolution={res}", *args.overrides]
-        todo.append(((res, fold), TrainJob(config, args.deepspeed_config, overrides, str(out))))
+        todo.append((meta, job))
     if not todo:
         print("nothing to submit: every run has a valid result.json")
         return 0
@@ -138,12 +179,12 @@ def submit(args) -> int:
     with ex.batch():
         for _, job in todo:
             jobs.append(ex.submit(job))
-    for ((res, fold), job_fn), job in zip(todo, jobs):
-        entry = {"job_id": str(job.job_id), "dataset": args.dataset, "resolution": res, "fold": fold,
-                 "output_dir": job_fn.output_dir, "stdout": str(job.paths.stdout), "stderr": str(job.paths.stderr),
-                 "cluster": ex.cluster, "folder": str(job.paths.folder), "submitted": time.time()}
+    for (meta, job_fn), job in zip(todo, jobs):
+        entry = {"job_id": str(job.job_id), **meta, "output_dir": job_fn.output_dir, "stdout": str(job.paths.stdout),
+                 "stderr": str(job.paths.stderr), "cluster": ex.cluster, "folder": str(job.paths.folder),
+                 "submitted": time.time()}
         entries.append(entry)
-        print(f"submitted job {entry['job_id']}: {args.dataset} res{res} fold{fold} -> {entry['output_dir']} "
+        print(f"submitted job {entry['job_id']}: {_describe(meta)} -> {entry['output_dir']} "
               f"(logs {entry['stdout']})")
     manifest = runs_root / MANIFEST
     old = json.loads(manifest.read_text()) if manifest.is_file() else []
@@ -180,16 +221,20 @@ def status(args) -> int:
         return 2
     entries = json.loads(manifest.read_text())
     for e in entries:
-        print(f"{e['job_id']:>14}  {e['dataset']} res{e['resolution']} fold{e['fold']}  {job_state(e):<26} {e['stdout']}")
+        print(f"{e['job_id']:>14}  {_describe(e)}  {job_state(e):<26} {e['stdout']}")
     return 0
 
 
 def parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="submit", description=__doc__.split("\n\n")[0])
     p.add_argument("--dataset", choices=("dfew", "mafw"), default="dfew")
-    p.add_argument("--folds", default="1-5")
-    p.add_argument("--resolutions", default="112,160,224")
-    p.add_argument("--config", help="one YAML for every job (default: configs/<dataset>_<resolution>.yaml)")
+    p.add_argument("--sweep", help="a sweep file (configs/sweeps/*.yaml): its variants x datasets x resolutions x "
+                   "folds, into <runs-root>/<sweep>/<variant>/<dataset>/res<R>/fold<k>/")
+    p.add_argument("--variants", help="with --sweep: comma-separated subset of its variants")
+    p.add_argument("--folds", help="default 1-5 (with --sweep: the sweep's)")
+    p.add_argument("--resolutions", help="default 112,160,224 (with --sweep: the sweep's)")
+    p.add_argument("--config", help="one YAML for every job (default: configs/<dataset>_<resolution>.yaml, "
+                   "or the sweep's)")
     p.add_argument("--deepspeed_config", "--deepspeed-config", dest="deepspeed_config",
                    default="ds_configs/zero2_bf16.json")
     p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE")

@@ -66,20 +66,10 @@ class ClipDataset(Dataset):
 
     def full_fbank(self, sample: Sample) -> Optional[torch.Tensor]:
         """The whole clip's fbank (before normalisation), or None when it has no audio."""
-        path = self.audio_source(sample)
         try:
-            wav = A.read_waveform(path, self.cfg.sample_rate)
+            return read_fbank(self.audio_source(sample), self.cfg)
         except A.NoAudioError as e:
-            if self.cfg.audio_policy == "error":
-                raise ClipError(e.path, f"{e.reason} (set data.audio_policy=silence to use silence)") from None
-            log.warning("%s: %s; using silence (data.audio_policy=silence)", e.path, e.reason)
-            return None
-        except ClipError:
-            if self.cfg.audio_policy == "silence" and not path.exists():
-                log.warning("%s: no audio file; using silence (data.audio_policy=silence)", path)
-                return None
-            raise
-        return A.fbank(wav, self.cfg.sample_rate, self.cfg.mel_bins)
+            raise ClipError(e.path, f"{e.reason} (set data.audio_policy=silence to use silence)") from None
 
     def decode_all(self, sample: Sample) -> tuple[np.ndarray, Optional[torch.Tensor]]:
         """Every frame at the cache size and the full fbank (to fill the cache)."""
@@ -116,44 +106,74 @@ class ClipDataset(Dataset):
     def load(self, index: int) -> dict:
         sample = self.samples[index]
         n, read, fb = self.from_cache(sample) if self.cache else self._from_source(sample)
-        rng = np.random.default_rng([self.seed, self.epoch, index])
-        cfg, videos, audios = self.cfg, [], []
-        for c in range(self.clips):
-            idx = (V.train_indices(n, cfg.num_frames, rng) if self.train
-                   else V.test_indices(n, cfg.num_frames, c, self.clips))
-            frames = torch.from_numpy(read(idx)).permute(0, 3, 1, 2)
-            audios.append(self.audio_window(fb, idx, n))
-            if self.train and cfg.augment and cfg.gpu_augment:  # uint8 out; mma_dfer.data.gpu_augment applies
-                (y, x, ch, cw), flip, factor = V.draw_train_params(
-                    *frames.shape[-2:], cfg.resolution, rng, tuple(cfg.crop_area), tuple(cfg.crop_ratio),
-                    cfg.flip_prob, cfg.brightness)
-                videos.append(frames.contiguous())
-                gpu_params = torch.tensor([x, y, x + cw, y + ch, float(flip), factor])
-                continue
-            frames = frames.float()
-            if self.train and cfg.augment:
-                frames = V.train_transform(frames, cfg.resolution, rng, tuple(cfg.crop_area), tuple(cfg.crop_ratio),
-                                           cfg.flip_prob, cfg.brightness)
-            else:
-                frames = V.resize(frames, cfg.resolution)
-            videos.append(V.to_model_range(frames.clamp(0, 255), cfg.normalize))
         item = {"label": sample.label, "index": index, "silent": fb is None}
-        if self.train and cfg.augment and cfg.gpu_augment:
-            item["aug"] = gpu_params
-        if self.clips == 1:
-            item.update(video=videos[0], audio=audios[0])
+        if not self.train:
+            item["video"], item["audio"] = evaluation_inputs(n, read, fb, self.cfg, self.clips)
+            return item
+        cfg = self.cfg
+        rng = np.random.default_rng([self.seed, self.epoch, index])
+        idx = V.train_indices(n, cfg.num_frames, rng)
+        frames = torch.from_numpy(read(idx)).permute(0, 3, 1, 2)
+        item["audio"] = audio_window(fb, idx, n, cfg, clips=1)
+        if cfg.augment and cfg.gpu_augment:  # uint8 out; mma_dfer.data.gpu_augment applies
+            (y, x, ch, cw), flip, factor = V.draw_train_params(
+                *frames.shape[-2:], cfg.resolution, rng, tuple(cfg.crop_area), tuple(cfg.crop_ratio),
+                cfg.flip_prob, cfg.brightness)
+            item["video"] = frames.contiguous()
+            item["aug"] = torch.tensor([x, y, x + cw, y + ch, float(flip), factor])
+            return item
+        frames = frames.float()
+        if cfg.augment:
+            frames = V.train_transform(frames, cfg.resolution, rng, tuple(cfg.crop_area), tuple(cfg.crop_ratio),
+                                       cfg.flip_prob, cfg.brightness)
         else:
-            item.update(video=torch.stack(videos), audio=torch.stack(audios))
+            frames = V.resize(frames, cfg.resolution)
+        item["video"] = V.to_model_range(frames.clamp(0, 255), cfg.normalize)
         return item
 
-    def audio_window(self, fb: Optional[torch.Tensor], idx: np.ndarray, n: int) -> torch.Tensor:
-        """(1, F, bins): 1-clip mode starts at 0 (authors); multi-clip windows start at the
-        clip's first sampled frame, mapped onto the fbank's time axis."""
-        cfg = self.cfg
-        if fb is None:
-            return A.normalize(A.silence(cfg.audio_frames, cfg.mel_bins)).unsqueeze(0)
-        start = 0 if self.clips == 1 else int(idx[0] / n * fb.shape[0])
-        return A.normalize(A.window(fb, start, cfg.audio_frames)).unsqueeze(0)
+
+def read_fbank(path: Path, cfg: DataConfig) -> Optional[torch.Tensor]:
+    """The whole fbank (before normalisation) of a wav or a video's track, or None (silence)
+    when there is no audio and ``cfg.audio_policy`` is "silence"; with "error" the
+    :class:`~mma_dfer.data.audio.NoAudioError` propagates for the caller to word."""
+    try:
+        wav = A.read_waveform(path, cfg.sample_rate)
+    except A.NoAudioError as e:
+        if cfg.audio_policy == "error":
+            raise
+        log.warning("%s: %s; using silence (audio policy: silence)", e.path, e.reason)
+        return None
+    except ClipError:
+        if cfg.audio_policy == "silence" and not path.exists():
+            log.warning("%s: no audio file; using silence (audio policy: silence)", path)
+            return None
+        raise
+    return A.fbank(wav, cfg.sample_rate, cfg.mel_bins)
+
+
+def evaluation_inputs(n: int, read, fb: Optional[torch.Tensor], cfg: DataConfig, clips: int = 1):
+    """The test-time input of one video of ``n`` frames: ``read(indices)`` gives (k, H, W, 3)
+    uint8 frames, ``fb`` is its whole fbank (None: silence). Uniform sampling, plain resize;
+    returns video (T, 3, S, S) and audio (1, F, bins), or (C, ...) of both for C clips.
+    Evaluation and ``predict`` (whole videos and windows of long ones) share it."""
+    videos, audios = [], []
+    for c in range(clips):
+        idx = V.test_indices(n, cfg.num_frames, c, clips)
+        frames = V.resize(torch.from_numpy(read(idx)).permute(0, 3, 1, 2).float(), cfg.resolution)
+        videos.append(V.to_model_range(frames.clamp(0, 255), cfg.normalize))
+        audios.append(audio_window(fb, idx, n, cfg, clips))
+    if clips == 1:
+        return videos[0], audios[0]
+    return torch.stack(videos), torch.stack(audios)
+
+
+def audio_window(fb: Optional[torch.Tensor], idx: np.ndarray, n: int, cfg: DataConfig, clips: int) -> torch.Tensor:
+    """(1, F, bins): 1-clip mode starts at 0 (authors); multi-clip windows start at the clip's
+    first sampled frame, mapped onto the fbank's time axis."""
+    if fb is None:
+        return A.normalize(A.silence(cfg.audio_frames, cfg.mel_bins)).unsqueeze(0)
+    start = 0 if clips == 1 else int(idx[0] / n * fb.shape[0])
+    return A.normalize(A.window(fb, start, cfg.audio_frames)).unsqueeze(0)
 
 
 def collate(items: list[dict]) -> dict:

@@ -21,6 +21,7 @@ import os
 import shutil
 import wave
 from dataclasses import asdict, dataclass, field
+from functools import partial
 from multiprocessing import get_context
 from pathlib import Path
 from typing import Optional
@@ -34,6 +35,9 @@ from mma_dfer.utils import atomic_write_json, atomic_write_text
 
 SAMPLE_RATE = 16000
 MARKERS = ".prepare"
+JPEG_QUALITY = 95  # face crops' frame files
+FACE_SIZE, FACE_MARGIN, FACE_SMOOTH = 224, 1.3, 5  # crop side (px), square = margin x box, smoothing (frames)
+DETECT_BATCH = 16  # frames per MTCNN call
 
 
 @dataclass
@@ -44,9 +48,9 @@ class ClipJob:
     faces: Optional[str]  # output folder, or None for --faces none
     marker: str
     force: bool = False
-    margin: float = 1.3
-    size: int = 224
-    smooth: int = 5
+    margin: float = FACE_MARGIN
+    size: int = FACE_SIZE
+    smooth: int = FACE_SMOOTH
 
 
 @dataclass
@@ -105,7 +109,7 @@ def detector():
     return _DETECTOR
 
 
-def detect_boxes(frames: np.ndarray, batch: int = 16) -> list[Optional[np.ndarray]]:
+def detect_boxes(frames: np.ndarray, batch: int = DETECT_BATCH) -> list[Optional[np.ndarray]]:
     """The most confident face box (x1, y1, x2, y2) per frame, or None."""
     out = []
     for i in range(0, len(frames), batch):
@@ -145,15 +149,36 @@ def square_crop(frame: np.ndarray, cx: float, cy: float, side: float, size: int)
     return np.asarray(Image.fromarray(canvas).resize((size, size), Image.BILINEAR))
 
 
+def face_squares(boxes: list[Optional[np.ndarray]], height: int, width: int, margin: float = FACE_MARGIN,
+                 smooth: int = FACE_SMOOTH) -> list[list[float]]:
+    """Per-frame crop squares [cx, cy, side] from per-frame detections (None: no face): the
+    smoothed track, made square with ``margin``; with no face in any frame, the centred square
+    of the picture (the stated fallback)."""
+    track = fill_and_smooth(boxes, smooth)
+    if track is None:
+        side = min(height, width) / margin
+        track = np.tile([width / 2, height / 2, side, side], (len(boxes), 1))
+    return [[float(cx), float(cy), float(max(bw, bh) * margin)] for cx, cy, bw, bh in track]
+
+
+def as_stored(crop: np.ndarray) -> np.ndarray:
+    """A crop as training reads it back from its frame file (JPEG, quality ``JPEG_QUALITY``),
+    so that ``predict`` feeds a model the pixels it was trained on."""
+    import io
+
+    from PIL import Image
+
+    buf = io.BytesIO()
+    Image.fromarray(crop).save(buf, format="JPEG", quality=JPEG_QUALITY)
+    with Image.open(buf) as img:
+        return np.asarray(img.convert("RGB"))
+
+
 def crop_faces(frames: np.ndarray, job: ClipJob) -> tuple[np.ndarray, int, bool, list]:
     """(crops, frames with a detection, no face at all, per-frame squares [cx, cy, side])."""
     boxes = detect_boxes(frames)
     detected = sum(b is not None for b in boxes)
-    track = fill_and_smooth(boxes, job.smooth)
-    h, w = frames.shape[1:3]
-    if track is None:  # stated fallback: the centred square of the frame
-        track = np.tile([w / 2, h / 2, min(h, w) / job.margin, min(h, w) / job.margin], (len(frames), 1))
-    squares = [[float(cx), float(cy), float(max(bw, bh) * job.margin)] for cx, cy, bw, bh in track]
+    squares = face_squares(boxes, *frames.shape[1:3], job.margin, job.smooth)
     crops = np.stack([square_crop(f, cx, cy, side, job.size) for f, (cx, cy, side) in zip(frames, squares)])
     return crops, detected, detected == 0, squares
 
@@ -166,7 +191,7 @@ def write_frames(folder: Path, crops: np.ndarray) -> None:
     shutil.rmtree(tmp, ignore_errors=True)
     tmp.mkdir(parents=True)
     for k, img in enumerate(crops):
-        Image.fromarray(img).save(tmp / f"{k:05d}.jpg", quality=95)
+        Image.fromarray(img).save(tmp / f"{k:05d}.jpg", quality=JPEG_QUALITY)
     shutil.rmtree(folder, ignore_errors=True)
     os.replace(tmp, folder)
 
@@ -251,7 +276,7 @@ def _link_into(out: Path, raw: Path, rel: str) -> None:
 
 
 def prepare(dataset: str, raw: str | Path, out: str | Path, workers: int = 1, faces: str = "none",
-            force: bool = False, cache_resolutions: tuple = (), margin: float = 1.3, progress: bool = True) -> dict:
+            force: bool = False, cache_resolutions: tuple = (), margin: float = FACE_MARGIN, progress: bool = True) -> dict:
     raw, out = Path(raw).resolve(), Path(out).resolve()
     samples, split_files = _all_samples(dataset, raw)
     layout = LAYOUTS[dataset]
@@ -288,7 +313,7 @@ def prepare(dataset: str, raw: str | Path, out: str | Path, workers: int = 1, fa
         bar.close()
     summary = summarize(reports, out)
     if cache_resolutions:
-        summary["cached"] = fill_cache(dataset, out, samples, faces)
+        summary["cached"] = fill_cache(dataset, out, samples, faces, workers)
     return summary
 
 
@@ -306,9 +331,10 @@ def summarize(reports: list[ClipReport], out: Path) -> dict:
     return summary
 
 
-def fill_cache(dataset: str, out: Path, samples, faces: str) -> int:
-    """Decode every prepared clip once into the cache (``<out>/cache``); returns the count.
-    The cache holds 224-px frames, which serve every resolution up to 224."""
+def fill_cache(dataset: str, out: Path, samples, faces: str, workers: int = 1) -> int:
+    """Decode every prepared clip once into the cache (``<out>/cache``), in ``workers``
+    processes; returns the count. The cache holds 224-px frames, which serve every resolution up
+    to 224 (its entries are written under temporary names and renamed: workers never collide)."""
     from mma_dfer.config import DataConfig
     from mma_dfer.data.annotations import make_sample
     from mma_dfer.data.dataset import ClipDataset
@@ -317,14 +343,18 @@ def fill_cache(dataset: str, out: Path, samples, faces: str) -> int:
     cfg = DataConfig(dataset=dataset, root=str(out), source=source, cache_dir=str(out / "cache"),
                      audio_policy="silence")
     ds = ClipDataset([make_sample(dataset, out, s.clip_id, s.label) for s in samples], cfg, train=False)
-    count = 0
-    for sample in ds.samples:
-        try:
-            ds.from_cache(sample)
-            count += 1
-        except ClipError:
-            continue
-    return count
+    if workers > 1:
+        with get_context("fork").Pool(workers) as pool:
+            return sum(pool.map(partial(_cache_one, ds), range(len(ds.samples)), chunksize=8))
+    return sum(_cache_one(ds, i) for i in range(len(ds.samples)))
+
+
+def _cache_one(ds, index: int) -> int:
+    try:
+        ds.from_cache(ds.samples[index])
+        return 1
+    except ClipError:
+        return 0
 
 
 def run(args) -> int:
@@ -350,7 +380,7 @@ def add_arguments(p) -> None:
     p.add_argument("--workers", type=int, default=1)
     p.add_argument("--faces", choices=("mtcnn", "none"), default="none",
                    help="MTCNN face crops (MAFW; DFEW ships aligned faces) or none")
-    p.add_argument("--margin", type=float, default=1.3, help="square side = margin x the larger box side")
+    p.add_argument("--margin", type=float, default=FACE_MARGIN, help="square side = margin x the larger box side")
     p.add_argument("--resolution-cache", default="",
                    help="also fill the pre-decoding cache (224-px frames serve 112,160,224)")
     p.add_argument("--force", action="store_true", help="redo finished clips and overwrite outputs")

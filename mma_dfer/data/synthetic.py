@@ -21,6 +21,7 @@ from __future__ import annotations
 import argparse
 import math
 from fractions import Fraction
+from functools import partial
 from pathlib import Path
 
 import numpy as np
@@ -115,33 +116,51 @@ def _fold_of(index_in_class: int) -> int:
     return index_in_class % 5 + 1
 
 
+def _write_clip(root: Path, dataset: str, size: int, frame_range: tuple[int, int], job: tuple) -> None:
+    """Render and write one clip (its mp4 and its frame folder) from its own seed."""
+    clip_id, label, seed = job
+    names = CLASS_NAMES[dataset]
+    rng = np.random.default_rng(seed)
+    n = int(rng.integers(frame_range[0], frame_range[1] + 1))
+    frames = render_frames(label, len(names), n, size, rng)
+    audio = render_audio(label, len(names), n / FPS, rng)
+    cid = f"{clip_id:05d}"
+    if dataset == "dfew":
+        write_mp4(root / "Clip/original" / f"{cid}.mp4", frames, audio)
+        _write_frames(root / "Clip/clip_224x224" / cid, frames, [f"{cid}_{i + 1:05d}.jpg" for i in range(n)])
+    else:
+        write_mp4(root / "data/clips" / f"{cid}.mp4", frames, audio)
+        _write_frames(root / "data/faces" / cid, frames, [f"{i}.png" for i in range(n)])
+
+
 def make_dataset(dataset: str, out: str | Path, clips_per_class: int = 10, seed: int = 0, size: int = 64,
-                 min_frames: int = 20, max_frames: int = 40) -> Path:
+                 min_frames: int = 20, max_frames: int = 40, workers: int = 1) -> Path:
     """Write a generated dataset in ``dataset``'s real layout under ``out``; returns the root.
 
     Clip k of each class belongs to the test set of fold ``k % 5 + 1`` and the train set of
-    the other four, so every fold's test set has every class when ``clips_per_class >= 5``."""
+    the other four, so every fold's test set has every class when ``clips_per_class >= 5``.
+    Each clip is rendered from its own seed (drawn from ``seed``), so ``workers`` processes
+    write exactly the dataset one process writes."""
     if dataset not in CLASS_NAMES:
         raise ValueError(f"unknown dataset {dataset!r}; expected one of {sorted(CLASS_NAMES)}")
     root = Path(out)
     rng = np.random.default_rng(seed)
     names = CLASS_NAMES[dataset]
-    rows = []  # (clip id, label, fold)
-    clip_id = 1
+    jobs, rows = [], []  # (clip id, label, clip seed); (clip id, label, fold)
     for label in range(len(names)):
         for k in range(clips_per_class):
-            n = int(rng.integers(min_frames, max_frames + 1))
-            frames = render_frames(label, len(names), n, size, rng)
-            audio = render_audio(label, len(names), n / FPS, rng)
-            cid = f"{clip_id:05d}"
-            if dataset == "dfew":
-                write_mp4(root / "Clip/original" / f"{cid}.mp4", frames, audio)
-                _write_frames(root / "Clip/clip_224x224" / cid, frames, [f"{cid}_{i + 1:05d}.jpg" for i in range(n)])
-            else:
-                write_mp4(root / "data/clips" / f"{cid}.mp4", frames, audio)
-                _write_frames(root / "data/faces" / cid, frames, [f"{i}.png" for i in range(n)])
+            clip_id = len(jobs) + 1
+            jobs.append((clip_id, label, int(rng.integers(2 ** 63))))
             rows.append((clip_id, label, _fold_of(k)))
-            clip_id += 1
+    write = partial(_write_clip, root, dataset, size, (min_frames, max_frames))
+    if workers > 1:
+        import multiprocessing
+
+        with multiprocessing.get_context("fork").Pool(workers) as pool:
+            pool.map(write, jobs, chunksize=max(1, len(jobs) // (4 * workers)))
+    else:
+        for job in jobs:
+            write(job)
     for fold in range(1, 6):
         for split in ("train", "test"):
             chosen = [(c, lab) for c, lab, f in rows if (f == fold) == (split == "test")]
@@ -168,10 +187,11 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--clips-per-class", type=int, default=10)
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--size", type=int, default=64, help="frame width/height in pixels")
+    p.add_argument("--workers", type=int, default=1, help="processes writing clips (the output is the same)")
 
 
 def run(args) -> int:
-    root = make_dataset(args.dataset, args.out, args.clips_per_class, args.seed, args.size)
+    root = make_dataset(args.dataset, args.out, args.clips_per_class, args.seed, args.size, workers=args.workers)
     print(f"wrote a generated {args.dataset.upper()} dataset; use data.root={root.resolve()}")
     return 0
 

@@ -17,6 +17,17 @@ from mma_dfer.engine.sampler import shard
 log = logging.getLogger(__name__)
 
 
+def clip_probabilities(forward: Callable, video: torch.Tensor, audio: torch.Tensor, device, dtype=torch.float32):
+    """(B, classes) softmax probabilities of a batch; video (B, T, 3, S, S) and audio
+    (B, 1, F, bins), or (B, C, ...) of both for C clips per video, whose softmaxes are averaged."""
+    b = video.shape[0]
+    clips = video.shape[1] if video.dim() == 6 else 1
+    video, audio = video.to(device, dtype), audio.to(device, dtype)
+    if clips > 1:
+        video, audio = video.flatten(0, 1), audio.flatten(0, 1)
+    return F.softmax(forward(video, audio).float(), dim=-1).view(b, clips, -1).mean(1)
+
+
 @torch.no_grad()
 def predict(forward: Callable, dataset: ClipDataset, indices: list[int], batch_size: int, num_workers: int,
             device, dtype=torch.float32, progress: bool = False):
@@ -34,11 +45,7 @@ def predict(forward: Callable, dataset: ClipDataset, indices: list[int], batch_s
         skipped += batch["skipped"]  # (dataset index, reason)
         if "video" not in batch:
             continue
-        video, audio = batch["video"].to(device, dtype), batch["audio"].to(device, dtype)
-        b = video.shape[0]
-        if dataset.clips > 1:
-            video, audio = video.flatten(0, 1), audio.flatten(0, 1)
-        probs = F.softmax(forward(video, audio).float(), dim=-1).view(b, dataset.clips, -1).mean(1)
+        probs = clip_probabilities(forward, batch["video"], batch["audio"], device, dtype)
         out_idx.append(batch["index"].numpy())
         out_prob.append(probs.cpu().numpy())
     if not out_idx:

@@ -1,10 +1,12 @@
-"""Rank-0 run logging: TensorBoard scalars/images/hparams and an append-only ``log.jsonl``."""
+"""Rank-0 run logging: TensorBoard scalars/images/hparams and an append-only ``log.jsonl``.
+
+Everything goes into the run's own event file, so TensorBoard lists one run per run folder
+(``SummaryWriter.add_hparams`` would add a second run named after it)."""
 from __future__ import annotations
 
 import json
 from pathlib import Path
-
-import numpy as np
+from typing import Optional
 
 
 class RunLogger:
@@ -19,36 +21,40 @@ class RunLogger:
             self.writer = SummaryWriter(log_dir=str(run_dir / "tb"))
             self.jsonl = open(run_dir / "log.jsonl", "a")
 
-    def scalars(self, step: int, values: dict, prefix: str = "") -> None:
+    def scalars(self, step: int, values: dict, prefix: str = "", epoch: Optional[int] = None) -> None:
+        """TensorBoard scalars and one ``log.jsonl`` line (with ``epoch`` there when given)."""
         if not self.enabled:
             return
         for k, v in values.items():
             if v is not None:
                 self.writer.add_scalar(f"{prefix}{k}", v, step)
-        self.jsonl.write(json.dumps({"step": step, **{f"{prefix}{k}": v for k, v in values.items()}}) + "\n")
+        line = {"step": step, **({"epoch": epoch} if epoch is not None else {}),
+                **{f"{prefix}{k}": v for k, v in values.items()}}
+        self.jsonl.write(json.dumps(line) + "\n")
         self.jsonl.flush()
 
-    def confusion(self, step: int, cm: np.ndarray, tag: str = "eval/confusion") -> None:
+    def confusion(self, step: int, cm, class_names, title: str = "", tag: str = "test/confusion") -> None:
+        """The confusion matrix as a labelled figure (class names, counts, per-class recall)."""
         if self.enabled:
-            self.writer.add_image(tag, confusion_image(cm), step, dataformats="HWC")
+            from mma_dfer.report.figures import confusion_figure, rgb
+
+            self.writer.add_image(tag, rgb(confusion_figure(cm, class_names, title)), step, dataformats="HWC")
 
     def text(self, tag: str, text: str) -> None:
         if self.enabled:
             self.writer.add_text(tag, f"```\n{text}\n```")
 
-    def hparams(self, hparams: dict, metrics: dict) -> None:
+    def hparams(self, hparams: dict, metric_tags: list) -> None:
+        """The HPARAMS dashboard's session, in this run: the config values and the scalar tags
+        (already logged here, e.g. ``test/uar``) that the dashboard shows beside them."""
         if self.enabled:
-            self.writer.add_hparams(hparams, metrics, run_name="hparams")
+            from torch.utils.tensorboard.summary import hparams as hparams_summaries
+
+            for summary in hparams_summaries(hparams, {tag: 0.0 for tag in metric_tags}):
+                self.writer.file_writer.add_summary(summary)
 
     def close(self) -> None:
         if self.enabled:
             self.writer.close()
             self.jsonl.close()
 
-
-def confusion_image(cm: np.ndarray, cell: int = 24) -> np.ndarray:
-    """Row-normalised confusion matrix as an (H, W, 3) uint8 heat map (white 0 -> blue 1)."""
-    rows = cm / np.maximum(cm.sum(1, keepdims=True), 1)
-    img = np.kron(rows, np.ones((cell, cell)))
-    rgb = np.stack([1 - img, 1 - img * 0.6, np.ones_like(img)], axis=-1)
-    return (rgb * 255).astype(np.uint8)

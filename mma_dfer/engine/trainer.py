@@ -30,10 +30,12 @@ from mma_dfer.data.annotations import read_split
 from mma_dfer.data.dataset import ClipDataset, collate
 from mma_dfer.engine import checkpointing
 from mma_dfer.engine.distributed import DistEnv, detect, set_collective_timeout
+from mma_dfer.engine.engine import build_engine, eager, precision_name
 from mma_dfer.engine.evaluate import evaluate
 from mma_dfer.engine.logging import RunLogger
 from mma_dfer.engine.results import make_result
 from mma_dfer.engine.sampler import GlobalBatchSampler
+from mma_dfer.labels import CLASS_NAMES
 from mma_dfer.utils import atomic_write_json
 
 log = logging.getLogger("mma_dfer.train")
@@ -77,18 +79,21 @@ def deepspeed_config(path: str | Path, cfg: Config, world: int) -> dict:
         raise TrainingError(f"train.batch_size={t.batch_size} (the paper's global batch) is not micro-batch "
                             f"{micro} x world size {world} x a whole number of accumulation steps; set "
                             "train.micro_batch_size or change the number of GPUs")
+    # gradient_clipping always: DeepSpeed's default is 1.0, the paper's (the authors') is none
     wanted = {"train_batch_size": t.batch_size, "train_micro_batch_size_per_gpu": micro,
-              "gradient_accumulation_steps": t.batch_size // (micro * world)}
-    if t.grad_clip > 0:
-        wanted["gradient_clipping"] = t.grad_clip
+              "gradient_accumulation_steps": t.batch_size // (micro * world), "gradient_clipping": t.grad_clip}
     for key, value in wanted.items():
         if key in ds and ds[key] != value:
             raise TrainingError(f"{path}: {key}={ds[key]} disagrees with the config ({value} from train.batch_size="
                                 f"{t.batch_size}, train.micro_batch_size, train.grad_clip and world size {world})")
         ds[key] = value
+    if t.grad_clip > 0 and ds.get("zero_optimization", {}).get("compute_grad_norm") is False:
+        raise TrainingError(f"{path}: train.grad_clip={t.grad_clip} needs the gradient norm; remove "
+                            "zero_optimization.compute_grad_norm=false (set in the shipped JSONs because nothing "
+                            "reads the norm when clipping is off, as in the paper)")
     if ds.get("fp16", {}).get("enabled") and not torch.cuda.is_available():
-        raise TrainingError(f"{path}: fp16 needs a GPU (DeepSpeed refuses fp16 on most CPUs); "
-                            "use ds_configs/cpu_fp32.json or cpu_bf16.json")
+        raise TrainingError(f"{path}: the whole-module fp16 mode needs a GPU (DeepSpeed refuses it on most "
+                            "CPUs); use a torch_autocast JSON (ds_configs/zero0_fp16.json), cpu_fp32.json or cpu_bf16.json")
     return ds
 
 
@@ -152,6 +157,26 @@ class StopFlag:
         self.raised = signum
 
 
+class LossWindow:
+    """The losses of the micro-steps since the last check, kept on the device and read in one
+    transfer every ``train.log_every`` steps: reading each step's loss (``.item()``, or
+    ``bool(isfinite(loss))``) would make the host wait for the GPU at every step."""
+
+    def __init__(self, size: int, device):
+        self.values = torch.empty(size, dtype=torch.float32, device=device)
+        self.steps: list[int] = []
+
+    def add(self, loss: torch.Tensor, step: int) -> None:
+        self.values[len(self.steps)].copy_(loss.detach(), non_blocking=True)
+        self.steps.append(step)
+
+    def drain(self) -> list[tuple[int, float]]:
+        """(step, loss) of every micro-step since the last drain."""
+        out = list(zip(self.steps, self.values[:len(self.steps)].tolist()))
+        self.steps = []
+        return out
+
+
 def all_max(values: list[float], device) -> list[float]:
     """Element-wise max over ranks (the stop and non-finite flags must agree everywhere)."""
     t = torch.tensor(values, dtype=torch.float64, device=device)
@@ -198,15 +223,12 @@ class Trainer:
                                        auto_mpi_discovery=False,
                                        timeout=set_collective_timeout(cfg.train.collective_timeout_s))
         seed_everything(cfg.train.seed)  # same initial weights on every rank
-        model = build_model(cfg)
-        params = model.trainable_parameters()
-        t = cfg.train
-        optimizer = torch.optim.AdamW(params, lr=t.lr, betas=tuple(t.betas), eps=t.eps, weight_decay=t.weight_decay)
-        self.engine, self.optimizer, _, _ = deepspeed.initialize(model=model, optimizer=optimizer, config=ds_cfg,
-                                                                 dist_init_required=False)
+        built = build_engine(build_model(cfg), cfg, ds_cfg)
+        self.engine, self.optimizer, self.dtype = built.engine, built.optimizer, built.input_dtype
+        self.cudagraphs, self.loss_scaling = built.cudagraphs, built.loss_scaling
         self.device = self.engine.device
-        self.dtype = (torch.float16 if self.engine.fp16_enabled() else
-                      torch.bfloat16 if self.engine.bfloat16_enabled() else torch.float32)
+        self.bad_run = self.worst_run = 0  # consecutive non-finite steps (see check)
+        t = cfg.train
         micro = ds_cfg["train_micro_batch_size_per_gpu"]
         self.sampler = GlobalBatchSampler(len(self.train_set), t.batch_size, micro, env.rank, env.world_size, t.seed)
         if self.sampler.steps_per_epoch == 0:
@@ -229,6 +251,8 @@ class Trainer:
     # checkpoints ---------------------------------------------------------------------------
     def save(self, tag: str) -> None:
         client = {**self.state, "config": self.cfg.to_dict()}
+        if self.grad_scaler() is not None:
+            client["grad_scaler"] = self.grad_scaler().state_dict()
         tag_dir = self.ckpt_dir / tag
         tag_dir.mkdir(parents=True, exist_ok=True)
         torch.save(rng_state(), tag_dir / f"rng_rank{self.env.rank}.pt")
@@ -259,6 +283,8 @@ class Trainer:
         if client is None:
             raise TrainingError(f"cannot load checkpoint {load_dir / tag}")
         self.state = {k: client[k] for k in self.state}
+        if self.grad_scaler() is not None and "grad_scaler" in client:
+            self.grad_scaler().load_state_dict(client["grad_scaler"])
         rng_file = load_dir / tag / f"rng_rank{self.env.rank}.pt"
         if rng_file.is_file():
             set_rng_state(torch.load(rng_file, weights_only=True))
@@ -288,13 +314,10 @@ class Trainer:
         if cfg.train.max_steps_per_epoch:
             steps = min(steps, cfg.train.max_steps_per_epoch)
         self.engine.train()
-        bar = None
-        if env.is_main and sys.stderr.isatty():  # in batch logs, log_train prints a line instead
-            from tqdm import tqdm
-
-            bar = tqdm(total=steps, initial=min(st["step_in_epoch"], steps), desc=f"epoch {epoch + 1}/{cfg.train.epochs}",
-                       dynamic_ncols=True, leave=False)
-        losses, bad_steps, skipped, t0, seen = [], 0, [], time.time(), 0
+        bar = self.progress_bar(steps)
+        window = LossWindow(cfg.train.log_every * self.sampler.accum, self.device)
+        skipped, t0, seen = [], time.time(), 0
+        mark = (t0, 0)  # time and clips at the last log line: its rate covers the steps since
         fault_at = int(os.environ.get(FAULT_ENV, "0"))
         for batch in self.loader():
             if st["step_in_epoch"] >= steps:
@@ -304,15 +327,9 @@ class Trainer:
             skipped += batch["skipped"]
             boundary = self.engine.is_gradient_accumulation_boundary()
             if "video" in batch:
-                logits = self.forward(self.frames(batch), batch["audio"])
-                loss = F.cross_entropy(logits.float(), batch["label"].to(self.device),
-                                       label_smoothing=cfg.train.label_smoothing)
-                finite = bool(torch.isfinite(loss))
-                self.engine.backward(loss)
-                losses.append(loss.item())
+                window.add(self.micro_step(batch), st["step_in_epoch"] + 1)
                 seen += len(batch["label"])
             else:  # every clip of this micro-batch was skipped: keep the ranks in step
-                finite = True
                 self.engine.backward(sum(p.sum() * 0 for p in self.engine.module.trainable_parameters()))
             self.engine.step()
             if not boundary:
@@ -321,16 +338,18 @@ class Trainer:
             st["global_step"] += 1
             if env.is_main and fault_at and st["global_step"] == fault_at:
                 os.kill(os.getpid(), signal.SIGUSR1)
-            stop_any, bad_any = all_max([float(stop.raised is not None), float(not finite)], self.device)
-            bad_steps = bad_steps + 1 if bad_any else 0
-            if bad_any and (self.dtype != torch.float16 or bad_steps > MAX_BAD_STEPS):
-                raise TrainingError(f"non-finite loss at epoch {epoch + 1}, step {st['step_in_epoch']} "
-                                    f"({bad_steps} in a row); the last checkpoint is left as it was")
             if bar is not None:
                 bar.update(1)
-                bar.set_postfix(loss=f"{losses[-1]:.4f}" if losses else "-", lr=f"{lr:.2e}")
-            if st["global_step"] % cfg.train.log_every == 0 or st["step_in_epoch"] == steps:
-                self.log_train(losses, seen, time.time() - t0, lr)
+            # The device is read (and the ranks agree) every log_every steps, at the epoch's end,
+            # and at once on a signal when there is one rank: no host sync in between.
+            due = st["global_step"] % cfg.train.log_every == 0 or st["step_in_epoch"] == steps
+            if not (due or (env.world_size == 1 and stop.raised is not None)):
+                continue
+            losses = window.drain()
+            stop_any = self.check(losses, stop, epoch)
+            if due:
+                self.log_train(losses, seen - mark[1], time.time() - mark[0], lr, bar)
+                mark = (time.time(), seen)
             if stop_any:
                 st["train_time"] += time.time() - t0
                 st["samples"] += int(all_mean(seen, self.device) * env.world_size)
@@ -347,29 +366,97 @@ class Trainer:
         st["epoch"] += 1
         st["step_in_epoch"] = 0
 
-    def log_train(self, losses, seen, elapsed, lr) -> None:
-        values = {"loss": all_mean(float(np.mean(losses[-self.cfg.train.log_every:])) if losses else 0.0, self.device),
+    def micro_step(self, batch) -> torch.Tensor:
+        """Forward and backward of one micro-batch; returns the loss (on the device, not read)."""
+        if self.cudagraphs:
+            torch.compiler.cudagraph_mark_step_begin()
+        logits = self.forward(self.frames(batch), batch["audio"])
+        loss = F.cross_entropy(logits.float(), batch["label"].to(self.device, non_blocking=True),
+                               label_smoothing=self.cfg.train.label_smoothing)
+        self.engine.backward(loss)
+        return loss
+
+    def check(self, losses: list[tuple[int, float]], stop: StopFlag, epoch: int) -> bool:
+        """Stop on non-finite losses (after MAX_BAD_STEPS in a row with fp16 loss scaling, which
+        skips such steps; at once otherwise) and agree with the other ranks on a signal. Returns
+        whether to stop for a signal."""
+        bad = sorted({step for step, loss in losses if not math.isfinite(loss)})
+        steps = sorted({step for step, _ in losses})
+        for step in steps:
+            self.bad_run = self.bad_run + 1 if step in bad else 0
+            self.worst_run = max(self.worst_run, self.bad_run)
+        stop_any, bad_any, worst = all_max([float(stop.raised is not None), float(bool(bad)), float(self.worst_run)],
+                                           self.device)
+        if bad_any and (not self.loss_scaling or worst > MAX_BAD_STEPS):
+            where = f"step {bad[0]}" if bad else "another rank"
+            raise TrainingError(f"non-finite loss at epoch {epoch + 1}, {where} ({int(max(worst, 1))} in a row); "
+                                "the last checkpoint is left as it was")
+        return bool(stop_any)
+
+    def progress_bar(self, steps: int):
+        """A tqdm bar on a terminal (rank 0); in batch logs, log_train prints a line instead."""
+        if not (self.env.is_main and sys.stderr.isatty()):
+            return None
+        from tqdm import tqdm
+
+        st = self.state
+        return tqdm(total=steps, initial=min(st["step_in_epoch"], steps), dynamic_ncols=True, leave=False,
+                    desc=f"epoch {st['epoch'] + 1}/{self.cfg.train.epochs}")
+
+    def log_train(self, losses, seen, elapsed, lr, bar=None) -> None:
+        """Scalars of the steps since the last log line (loss, clips/s) and the state now."""
+        finite = [v for _, v in losses if math.isfinite(v)]
+        values = {"loss": all_mean(float(np.mean(finite)) if finite else 0.0, self.device),
                   "lr": lr, "samples_per_s": all_mean(seen, self.device) * self.env.world_size / max(elapsed, 1e-9),
                   "memory_mb": peak_memory_mb(self.device)}
         norm = self.engine.get_global_grad_norm()
         if norm is not None:
             values["grad_norm"] = float(norm)
-        if self.engine.fp16_enabled():
-            scale = getattr(self.optimizer, "cur_scale", None) or getattr(self.optimizer, "loss_scale", None)
-            if scale is not None:
-                values["loss_scale"] = float(scale)
+        scale = self.loss_scale()
+        if scale is not None:
+            values["loss_scale"] = scale
         self.logger.scalars(self.state["global_step"], values, prefix="train/")
-        if self.env.is_main and not sys.stderr.isatty():
+        if bar is not None:
+            bar.set_postfix(loss=f"{values['loss']:.4f}", lr=f"{lr:.2e}")
+        elif self.env.is_main:
             log.info("epoch %d step %d/%d: %s", self.state["epoch"] + 1, self.state["step_in_epoch"],
                      self.sampler.steps_per_epoch, " ".join(f"{k}={v:.4g}" for k, v in values.items()))
+
+    def loss_scale(self) -> Optional[float]:
+        """The current fp16 loss scale: DeepSpeed's fp16 optimizer's, or autocast's GradScaler's."""
+        if self.engine.fp16_enabled():
+            scale = getattr(self.optimizer, "cur_scale", None) or getattr(self.optimizer, "loss_scale", None)
+            return None if scale is None else float(scale)
+        scaler = self.grad_scaler()
+        return float(scaler.get_scale()) if scaler is not None else None
+
+    def grad_scaler(self):
+        """The GradScaler DeepSpeed made for fp16 autocast (ZeRO-0 keeps it on the engine, ZeRO-1/2
+        on its optimizer), or None. DeepSpeed does not checkpoint it: the trainer does."""
+        return getattr(self.engine, "torch_autocast_z0_gradscaler", None) or \
+            getattr(self.optimizer, "torch_autocast_gradscaler", None)
 
     def evaluate(self, clips: int) -> dict:
         cfg = self.cfg
         ds = ClipDataset(self.test_samples, cfg.data, train=False, clips=clips, seed=cfg.train.seed)
         self.engine.eval()
-        return evaluate(self.forward, ds, cfg.eval.batch_size, cfg.data.num_workers, self.device,
-                        cfg.model.num_classes, self.dtype, self.env.rank, self.env.world_size,
-                        progress=self.env.is_main and sys.stderr.isatty())
+        with eager():
+            return evaluate(self.forward, ds, cfg.eval.batch_size, cfg.data.num_workers, self.device,
+                            cfg.model.num_classes, self.dtype, self.env.rank, self.env.world_size,
+                            progress=self.env.is_main and sys.stderr.isatty())
+
+    def log_test(self, metrics: dict, confusion) -> None:
+        """Test-fold metrics at this step under ``test/`` (one curve over the epochs when the
+        config validates every epoch, ending with the final test) and the labelled 1-clip
+        confusion figure (an image per evaluation: TensorBoard's slider steps through them)."""
+        st = self.state
+        self.logger.scalars(st["global_step"], metrics, prefix="test/", epoch=st["epoch"])
+        if self.env.is_main:
+            from mma_dfer.report.figures import confusion_title
+
+            d = self.cfg.data
+            title = confusion_title(d.dataset, d.fold, st["epoch"], metrics["uar"], metrics["war"])
+            self.logger.confusion(st["global_step"], confusion, CLASS_NAMES[d.dataset], title)
 
     def run(self) -> Optional[dict]:
         cfg, env = self.cfg, self.env
@@ -388,9 +475,9 @@ class Trainer:
                 self.train_epoch(stop)
                 self.save(f"epoch{self.state['epoch']:03d}")
                 if cfg.train.validate_every and self.state["epoch"] % cfg.train.validate_every == 0 \
-                        and self.state["epoch"] < cfg.train.epochs:
+                        and self.state["epoch"] < cfg.train.epochs:  # the last epoch: the final test below
                     m = self.evaluate(1)
-                    self.logger.scalars(self.state["global_step"], {"uar": m["uar"], "war": m["war"]}, prefix="eval/")
+                    self.log_test({"uar": m["uar"], "war": m["war"]}, m["confusion"])
         results = {c: self.evaluate(c) for c in sorted(cfg.eval.clips)}
         return self.finish(results)
 
@@ -400,14 +487,15 @@ class Trainer:
             cfg, results, st["epoch"], train_time_s=st["train_time"],
             samples_per_s=st["samples"] / max(st["train_time"], 1e-9),
             peak_memory_mb=all_max([peak_memory_mb(self.device)], self.device)[0],
-            world_size=self.env.world_size, precision=str(self.dtype).replace("torch.", ""))
+            world_size=self.env.world_size, precision=precision_name(self.engine),
+            trainable_params=sum(getattr(p, "ds_numel", p.numel())  # ZeRO-3: the unpartitioned size
+                                 for p in self.engine.module.trainable_parameters()))
         if self.env.is_main:
             atomic_write_json(self.run_dir / "result.json", result)
-            self.logger.scalars(st["global_step"], {"uar": result["uar"], "war": result["war"],
-                                                     "uar_2clip": result["uar_2clip"],
-                                                     "war_2clip": result["war_2clip"]}, prefix="test/")
-            self.logger.confusion(st["global_step"], np.array(result["confusion_matrix"]))
-            self.logger.hparams(_flat_hparams(cfg.to_dict()), {"hparam/uar": result["uar"], "hparam/war": result["war"]})
+            metrics = {k: result[k] for k in ("uar", "war", "uar_2clip", "war_2clip")}
+            self.log_test(metrics, result["confusion_matrix"])
+            self.logger.hparams(_flat_hparams(cfg.to_dict()), [f"test/{k}" for k, v in metrics.items()
+                                                                if v is not None])
             self.logger.close()
             log.info("fold %d res %d: UAR %.2f WAR %.2f (2-clip %s / %s); wrote %s", cfg.data.fold,
                      cfg.data.resolution, result["uar"], result["war"], _fmt(result["uar_2clip"]),

@@ -19,16 +19,6 @@ from torch.utils.checkpoint import checkpoint
 DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
 
 
-def attention_branch(blk: Block, x: torch.Tensor) -> torch.Tensor:
-    """A timm block's pre-norm attention branch, before stochastic depth and the residual."""
-    return blk.ls1(blk.attn(blk.norm1(x)))
-
-
-def mlp_branch(blk: Block, x: torch.Tensor) -> torch.Tensor:
-    """A timm block's pre-norm MLP branch, before stochastic depth and the residual."""
-    return blk.ls2(blk.mlp(blk.norm2(x)))
-
-
 class ViTEncoder(nn.Module):
     """A ViT whose token sequence is ``[CLS, patches, prompt slots]`` with one learned pos-embed.
 
@@ -59,7 +49,6 @@ class ViTEncoder(nn.Module):
             for i in range(depth))
         self.norm = norm(embed_dim)
         self.grad_checkpointing = False
-        self.branches = (attention_branch, mlp_branch)
         self._init_weights(prompt_pos_std)
 
     def _init_weights(self, prompt_pos_std: float) -> None:
@@ -77,10 +66,6 @@ class ViTEncoder(nn.Module):
         """Index of the first prompt slot: after CLS and the patches."""
         return 1 + self.num_patches
 
-    def set_block_dtype(self, dtype: str) -> None:
-        """Keep the frozen blocks' weights in ``dtype`` (activations are cast around each block)."""
-        self.blocks.to(DTYPES[dtype])
-
     def embed(self, x: torch.Tensor, prompts: Optional[torch.Tensor]) -> torch.Tensor:
         """Patchify, prepend CLS, append the prompt tokens, add the positional embedding."""
         x = self.patch_embed(x)
@@ -90,34 +75,28 @@ class ViTEncoder(nn.Module):
         x = torch.cat(parts, dim=1)
         return x + self.pos_embed[:, : x.shape[1]]
 
-    def compile_blocks(self, backend: str = "inductor") -> None:
-        """torch.compile the blocks' two branches, leaving stochastic depth and the residuals eager.
+    def block(self, i: int, x: torch.Tensor) -> torch.Tensor:
+        """Run block ``i`` in its weights' dtype and return the stream in that dtype.
 
-        Each block has its own drop-path rate, a constant that compiling whole blocks would
-        specialise on: 12 graphs per encoder, past dynamo's recompile limit (the rest silently
-        stay eager). The branches are the same code with the same constants in every block, so
-        they compile once per input shape and all blocks share the graphs."""
-        self.branches = tuple(torch.compile(fn, backend=backend) for fn in (attention_branch, mlp_branch))
+        The dtype is read each call: DeepSpeed's whole-module cast and the trainer's
+        :meth:`MMADFER.cast_frozen` both change it after construction. The stream is cast at
+        most once (entering the first block) and never back: a cast around every block is two
+        extra passes over the activations per block. Half-precision blocks run with autocast
+        off, because autocast would run their LayerNorms in fp32 (casting the activations up and
+        back) although a half LayerNorm already accumulates in fp32.
+        """
+        blk = self.blocks[i]
+        dtype = blk.norm1.weight.dtype
+        x = x.to(dtype)
+        if dtype != torch.float32 and torch.is_autocast_enabled(x.device.type):
+            with torch.autocast(x.device.type, enabled=False):
+                return self._run_block(blk, x)
+        return self._run_block(blk, x)
 
     def _run_block(self, blk: Block, x: torch.Tensor) -> torch.Tensor:
-        """timm's ``Block.forward`` (no attention mask), with its two branches from ``self.branches``."""
-        attn, mlp = self.branches
-        x = x + blk.drop_path1(attn(blk, x))
-        return x + blk.drop_path2(mlp(blk, x))
-
-    def block(self, i: int, x: torch.Tensor) -> torch.Tensor:
-        """Run block ``i``; recompute it in backward when grad checkpointing is on."""
-        blk = self.blocks[i]
-        # The weights' dtype, read each call: set_block_dtype may have set it, or DeepSpeed's
-        # bf16/fp16 cast of the whole module after construction.
-        dtype, block_dtype = x.dtype, blk.norm1.weight.dtype
-        if block_dtype != dtype:
-            x = x.to(block_dtype)
         if self.grad_checkpointing and self.training and torch.is_grad_enabled():
-            x = checkpoint(self._run_block, blk, x, use_reentrant=False)
-        else:
-            x = self._run_block(blk, x)
-        return x.to(dtype)
+            return checkpoint(blk, x, use_reentrant=False)
+        return blk(x)
 
     def cls_output(self, x: torch.Tensor) -> torch.Tensor:
         """The final LayerNorm on token 0 (LayerNorm is per token, so norm-then-slice is the same)."""

@@ -5,6 +5,12 @@ import torch
 import torch.nn as nn
 
 
+def gated_add(x: torch.Tensor, gate: torch.Tensor, update: torch.Tensor) -> torch.Tensor:
+    """``x + tanh(gate) * update`` computed in x's dtype: a bf16 residual stream stays bf16 next
+    to the fp32 trainable gate (of shape [1], which would otherwise promote it to fp32)."""
+    return x + torch.tanh(gate).to(x.dtype) * update.to(x.dtype)
+
+
 class FusionBottleneck(nn.Module):
     """Compress each modality to ``latent_dim``, add the other modality's global mean, expand
     back and add through a tanh gate initialised at 0 (so training starts from the unimodal
@@ -37,6 +43,5 @@ class FusionBottleneck(nn.Module):
         a_low = self.audio_down(audio)
         a_global = a_low.mean(1, keepdim=True).repeat_interleave(num_frames, dim=0)
         v_global = v_low.view(bt // num_frames, num_frames, nv, -1).mean(1).mean(1, keepdim=True)
-        video = video + torch.tanh(self.video_gate) * self.video_up(v_low + a_global)
-        audio = audio + torch.tanh(self.audio_gate) * self.audio_up(a_low + v_global)
-        return video, audio
+        return gated_add(video, self.video_gate, self.video_up(v_low + a_global)), \
+            gated_add(audio, self.audio_gate, self.audio_up(a_low + v_global))

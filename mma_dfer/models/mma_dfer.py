@@ -3,6 +3,7 @@ progressive prompts and Fusion Bottlenecks between them, then the Joint Adaptati
 the Multimodal Temporal Transformer."""
 from __future__ import annotations
 
+import contextlib
 from collections import OrderedDict
 
 import torch
@@ -10,7 +11,8 @@ import torch.nn as nn
 
 from mma_dfer.config import ModelConfig
 from mma_dfer.models.encoders import ViTEncoder
-from mma_dfer.models.fusion import FusionBottleneck
+from mma_dfer.models.fusion_variants import build_fusion
+from mma_dfer.models.ita import build_ita
 from mma_dfer.models.prompts import ProgressivePrompts
 from mma_dfer.models.temporal import MultimodalTemporalTransformer
 
@@ -53,9 +55,8 @@ class MMADFER(nn.Module):
         if self.use_audio:
             self.audio_encoder = ViTEncoder((audio_frames, mel_bins), 1, **vit)
             self.audio_prompts = ProgressivePrompts(**prompts)
-        self.fusion = nn.ModuleList(
-            FusionBottleneck(cfg.embed_dim, cfg.fusion_dim) for _ in range(cfg.depth)
-        ) if cfg.fusion == "bottleneck" else None
+        self.fusion = build_fusion(cfg)
+        self.ita = build_ita(cfg, self.fusion, num_frames)
         self.jam = nn.Linear(cfg.embed_dim, cfg.temporal_dim)
         self.mtt = MultimodalTemporalTransformer(
             cfg.temporal_dim, cfg.temporal_layers, cfg.temporal_heads, cfg.temporal_head_dim,
@@ -64,11 +65,8 @@ class MMADFER(nn.Module):
         self.head = nn.Linear(cfg.temporal_dim, num_classes)
         self.set_grad_checkpointing(cfg.grad_checkpointing)
         for enc in self.encoders():
-            enc.set_block_dtype(cfg.frozen_dtype)
             for blk in enc.blocks:
                 blk.attn.fused_attn = cfg.fused_attn
-            if cfg.compile_blocks:
-                enc.compile_blocks(cfg.compile_backend)
         self.freeze_encoders()
 
     # -- structure ----------------------------------------------------------------------
@@ -88,10 +86,31 @@ class MMADFER(nn.Module):
     def trainable_parameters(self) -> list[nn.Parameter]:
         return [p for p in self.parameters() if p.requires_grad]
 
+    def cast_frozen(self, dtype: torch.dtype) -> None:
+        """Store the frozen encoder weights in ``dtype`` (bf16/fp16 for mixed precision).
+
+        They get no gradient, so no fp32 master copy is needed, and kept in fp32 they would be
+        cast at every use under autocast (two full weight copies per block per step). The
+        trainable parameters stay as they are (fp32 masters for the optimizer); ``forward``
+        then runs under autocast (see :meth:`mixed_precision`)."""
+        for enc in self.encoders():
+            for p in enc.parameters():
+                if not p.requires_grad:
+                    p.data = p.data.to(dtype)
+
+    def mixed_precision(self, device: torch.device):
+        """Autocast to the frozen weights' dtype when they are half and the trainable parts are
+        not (after :meth:`cast_frozen`); nothing to do in fp32 or after a whole-module cast."""
+        frozen = self.encoders()[0].blocks[0].norm1.weight.dtype
+        if frozen == self.head.weight.dtype or (torch.is_autocast_enabled(device.type)
+                                                and torch.get_autocast_dtype(device.type) == frozen):
+            return contextlib.nullcontext()
+        return torch.autocast(device.type, dtype=frozen)
+
     def param_groups(self) -> "OrderedDict[str, list[tuple[str, nn.Parameter]]]":
         """Parameters by paper part, for the ``params`` summary."""
         groups: OrderedDict = OrderedDict((k, []) for k in (
-            "prompts", "pos_embed", "fusion", "jam", "mtt", "classifier", "encoders"))
+            "prompts", "pos_embed", "fusion", "ita", "jam", "mtt", "classifier", "encoders"))
         for name, p in self.named_parameters():
             if "_prompts." in name:
                 key = "prompts"
@@ -99,6 +118,8 @@ class MMADFER(nn.Module):
                 key = "pos_embed"
             elif name.startswith("fusion."):
                 key = "fusion"
+            elif name.startswith("ita."):
+                key = "ita"
             elif name.startswith("jam."):
                 key = "jam"
             elif name.startswith("mtt."):
@@ -112,7 +133,8 @@ class MMADFER(nn.Module):
 
     # -- forward ------------------------------------------------------------------------
     def forward(self, video: torch.Tensor, audio: torch.Tensor) -> torch.Tensor:
-        return self.forward_head(self.forward_features(video, audio))
+        with self.mixed_precision(video.device):
+            return self.forward_head(self.forward_features(video, audio))
 
     def encode(self, video: torch.Tensor, audio: torch.Tensor):
         """Both encoders interleaved block by block, with fusion and progressive prompts between
@@ -131,6 +153,8 @@ class MMADFER(nn.Module):
                 xa = self.audio_encoder.block(i, xa)
             if self.fusion is not None:
                 xv, xa = self.fusion[i](xv, xa, t)
+            if self.ita is not None:
+                xv, xa = self.ita[i](xv, xa, t)
             if xv is not None:
                 xv = self.video_prompts.update(i, xv, self.video_encoder.prompt_offset)
             if xa is not None:

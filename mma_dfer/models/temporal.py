@@ -1,13 +1,19 @@
 """Multimodal Temporal Transformer (paper section 3.4), as the authors' code builds it."""
 from __future__ import annotations
 
+from typing import Optional
+
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
 
 class TemporalAttention(nn.Module):
-    """Multi-head self-attention with bias-free q and kv projections (authors' layout)."""
+    """Multi-head attention with bias-free q and kv projections (authors' layout).
+
+    Self-attention by default; with ``context`` the keys and values come from it instead
+    (cross-attention, Table 3's MULT). The width is ``heads * head_dim``; the output is projected
+    back to ``dim``."""
 
     def __init__(self, dim: int, heads: int, head_dim: int):
         super().__init__()
@@ -17,11 +23,11 @@ class TemporalAttention(nn.Module):
         self.to_kv = nn.Linear(dim, inner * 2, bias=False)
         self.to_out = nn.Linear(inner, dim)
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
+    def forward(self, x: torch.Tensor, context: Optional[torch.Tensor] = None) -> torch.Tensor:
         b, n, _ = x.shape
         q = self.to_q(x)
-        k, v = self.to_kv(x).chunk(2, dim=-1)
-        q, k, v = (t.view(b, n, self.heads, -1).transpose(1, 2) for t in (q, k, v))
+        k, v = self.to_kv(x if context is None else context).chunk(2, dim=-1)
+        q, k, v = (t.view(b, t.shape[1], self.heads, -1).transpose(1, 2) for t in (q, k, v))
         out = F.scaled_dot_product_attention(q, k, v)
         return self.to_out(out.transpose(1, 2).reshape(b, n, -1))
 

@@ -1,0 +1,32 @@
+"""``launch/report.py``: one self-contained HTML page of every run under a runs root, beside the
+paper's Tables 1-7 (see :mod:`mma_dfer.report.collect` and :mod:`mma_dfer.report.html`)."""
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+
+def main(argv=None) -> int:
+    p = argparse.ArgumentParser(prog="report", description=__doc__.split("\n\n")[0])
+    p.add_argument("runs_root")
+    p.add_argument("--out", help="the HTML file (default: RUNS_ROOT/report.html)")
+    args = p.parse_args(argv)
+    from mma_dfer.report.collect import ReportError, read_report
+    from mma_dfer.report.html import render
+    from mma_dfer.utils import atomic_write_text
+
+    out = Path(args.out or Path(args.runs_root) / "report.html")
+    try:
+        report = read_report(args.runs_root)
+        atomic_write_text(out, render(report))
+    except (ReportError, OSError) as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    runs = report.runs()
+    counts = ", ".join(f"{sum(r.status == s for r in runs)} {s}" for s in ("done", "failed", "missing"))
+    print(f"wrote {out}: {len(runs)} runs ({counts}), {len(report.sweeps)} sweep(s)")
+    for r in runs:
+        if r.status != "done":
+            print(f"  {r.status}: {r.key}" + (f" ({r.detail})" if r.detail else ""))
+    return 0

@@ -1,0 +1,187 @@
+"""What the report shows, read off a runs root: the sweeps (their copied definitions and their
+variants' runs), the runs outside any sweep, and every expected run that is missing or failed.
+
+Per variant the numbers come from the aggregator (:func:`mma_dfer.cluster.aggregate.collect` on
+the variant's folder), so the report and ``launch/aggregate.py`` agree to the digit. A run is
+*done* (valid ``result.json``), *failed* (a run folder with its ``config.yaml`` but no result)
+or *missing* (expected by its sweep, no folder); none is dropped.
+"""
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Optional
+
+from mma_dfer.cluster.aggregate import FOLDS, PAPER, AggregateError, collect, read_result
+from mma_dfer.cluster.sweep import DEFINITION, Sweep, SweepError, Variant, load_sweep
+
+LOOSE = "runs outside any sweep"
+
+
+class ReportError(RuntimeError):
+    """The runs root cannot be reported on (absent, corrupt result, bad sweep copy); names the file."""
+
+
+@dataclass
+class Run:
+    group: str  # "<sweep>/<variant>" or LOOSE
+    dataset: str
+    resolution: str
+    fold: int
+    status: str  # done | failed | missing
+    folder: Optional[Path] = None
+    result: Optional[dict] = None
+    detail: str = ""  # why it is failed or missing
+
+    @property
+    def key(self) -> str:
+        return f"{self.group}/{self.dataset}/res{self.resolution}/fold{self.fold}"
+
+
+@dataclass
+class Group:
+    """One variant of a sweep (or the loose runs): its aggregate table and its runs."""
+
+    name: str  # "<sweep>/<variant>" or LOOSE
+    variant: Optional[Variant]
+    table: dict  # the aggregator's {dataset: {res: row}}
+    runs: list = field(default_factory=list)
+
+
+@dataclass
+class SweepResult:
+    sweep: Sweep
+    folder: Path
+    groups: list  # Group per variant, the definition's order, then variants found but not defined
+
+
+@dataclass
+class Report:
+    root: Path
+    sweeps: list
+    loose: Optional[Group]
+
+    def runs(self) -> list[Run]:
+        groups = [g for s in self.sweeps for g in s.groups] + ([self.loose] if self.loose else [])
+        return [r for g in groups for r in g.runs]
+
+
+def _table(folder: Path, exclude=()) -> dict:
+    if not folder.is_dir():
+        return {}
+    try:
+        return collect(folder, FOLDS, exclude=exclude)
+    except AggregateError as e:
+        raise ReportError(str(e)) from None
+
+
+def _runs(name: str, table: dict, expected: dict) -> list[Run]:
+    """Every run of a group: found (done/failed) and expected-but-absent (missing).
+    ``expected``: {(dataset, res): [folds]}."""
+    cells = {(d, res): row for d, rows in table.items() for res, row in rows.items()}
+    runs = []
+    for d, res in sorted(set(cells) | set(expected), key=lambda c: (c[0], int(c[1]))):
+        row = cells.get((d, res), {"folds": {}, "failed": {}})
+        folds = sorted({int(f) for f in row["folds"]} | {int(f) for f in row["failed"]}
+                       | set(expected.get((d, res), [])))
+        for fold in folds:
+            f = str(fold)
+            if f in row["folds"]:
+                path = Path(row["folds"][f]["file"])
+                runs.append(Run(name, d, res, fold, "done", path.parent, read_result(path)))
+            elif f in row["failed"]:
+                folder = Path(row["failed"][f])
+                runs.append(Run(name, d, res, fold, "failed", folder, detail=_failure(folder)))
+            else:
+                runs.append(Run(name, d, res, fold, "missing", detail="no run folder"))
+    return runs
+
+
+def _failure(folder: Path) -> str:
+    """How far a run without a result got, from its log."""
+    last = {}
+    log = folder / "log.jsonl"
+    if log.is_file():
+        for line in log.read_text().splitlines():
+            try:
+                last = json.loads(line)
+            except ValueError:
+                continue
+    if not last:
+        return "config.yaml written, nothing logged (stopped before the first logged step)"
+    return f"no result.json; last logged step {last.get('step')}" + (
+        f" (epoch {last['epoch']})" if "epoch" in last else "")
+
+
+def _sweep(folder: Path) -> SweepResult:
+    try:
+        sweep = load_sweep(folder / DEFINITION)
+    except SweepError as e:
+        raise ReportError(str(e)) from None
+    expected = {(d, str(r)): list(sweep.folds) for d in sweep.datasets for r in sweep.resolutions}
+    defined = [v.name for v in sweep.variants]
+    extra = sorted(p.name for p in folder.iterdir()
+                   if p.is_dir() and p.name not in defined and any(p.rglob("config.yaml")))
+    groups = []
+    for name in defined + extra:
+        variant = sweep.variant(name) if name in defined else None
+        table = _table(folder / name)
+        group = Group(f"{sweep.name}/{name}", variant, table)
+        group.runs = _runs(group.name, table, expected if variant else {})
+        groups.append(group)
+    return SweepResult(sweep, folder, groups)
+
+
+def read_report(root: str | Path) -> Report:
+    root = Path(root)
+    if not root.is_dir():
+        raise ReportError(f"runs root {root} does not exist")
+    definitions = sorted(root.rglob(DEFINITION)) if not (root / DEFINITION).is_file() else [root / DEFINITION]
+    sweeps = [_sweep(d.parent) for d in definitions]
+    loose_table = _table(root, exclude=[s.folder for s in sweeps])
+    loose = None
+    if loose_table:
+        expected = {(d, res): list(FOLDS) for d, rows in loose_table.items() for res in rows}
+        loose = Group(LOOSE, None, loose_table, _runs(LOOSE, loose_table, expected))
+    return Report(root, sweeps, loose)
+
+
+def paper_table1(dataset: str, resolution: str) -> Optional[dict]:
+    """The paper's Table 1 numbers (uar, war, uar_2clip, war_2clip) for a cell, or None."""
+    p = PAPER.get(dataset, {}).get(str(resolution))
+    return dict(zip(("uar", "war", "uar_2clip", "war_2clip"), p)) if p else None
+
+
+def read_curves(folder: Path) -> tuple[dict, dict]:
+    """Training curves from ``log.jsonl``: per logged step (loss, lr) and per test evaluation
+    (UAR, WAR), x in epochs. A step logged twice (a resumed run repeats the steps after its last
+    checkpoint) keeps its last value. Steps per epoch come from the evaluation lines (they carry
+    the epoch); without any, x stays in steps."""
+    rows: dict = {}
+    log = folder / "log.jsonl"
+    if log.is_file():
+        for line in log.read_text().splitlines():
+            try:
+                d = json.loads(line)
+            except ValueError:
+                continue
+            if isinstance(d, dict) and isinstance(d.get("step"), int):
+                rows.setdefault(d["step"], {}).update(d)
+    per_epoch = [r["step"] / r["epoch"] for r in rows.values() if r.get("epoch")]
+    scale = per_epoch[0] if per_epoch else 1.0
+    steps = {"x": [], "loss": [], "lr": []}
+    evals = {"x": [], "uar": [], "war": []}
+    for step in sorted(rows):
+        r = rows[step]
+        if "train/loss" in r:
+            steps["x"].append(step / scale)
+            steps["loss"].append(r["train/loss"])
+            steps["lr"].append(r.get("train/lr"))
+        uar = r.get("test/uar", r.get("eval/uar"))
+        if uar is not None:
+            evals["x"].append(r.get("epoch", step / scale))
+            evals["uar"].append(uar)
+            evals["war"].append(r.get("test/war", r.get("eval/war")))
+    steps["unit"] = "epoch" if per_epoch else "step"
+    return steps, evals
