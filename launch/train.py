@@ -5,7 +5,8 @@
 
 Also runs under torchrun / srun, or as plain ``python launch/train.py`` (one process).
 Exit codes: 0 done; 2 bad config or input; 75 stopped by SIGUSR1/SIGTERM after writing a
-checkpoint (requeue and rerun to resume); 1 anything else.
+checkpoint (requeue and rerun to resume); 76 a collective failed or timed out because another
+rank or its node was lost (requeue to resume from the last checkpoint); 1 anything else.
 """
 import sys
 from pathlib import Path

@@ -200,9 +200,13 @@ class TrainConfig:
     # Evaluation always runs eager.
     compile: str = "auto"
     compile_backend: str = "inductor"
+    # seconds a collective (or the rendezvous) may wait for the other ranks before it fails: a
+    # lost node then ends the run with exit code 76 (requeue) instead of a hang. DeepSpeed's default.
+    collective_timeout_s: int = 600
 
     def validate(self) -> None:
         _positive("train.epochs", self.epochs)
+        _positive("train.collective_timeout_s", self.collective_timeout_s)
         _positive("train.batch_size", self.batch_size)
         _choice("train.schedule", self.schedule, ("cosine", "constant"))
         _choice("train.schedule_step", self.schedule_step, ("epoch", "iteration"))

@@ -9,6 +9,13 @@
 #   sbatch --partition=gpu --account=proj --time=4:00:00 --mem=128G slurm/all_folds.sh
 #   sbatch --gpus-per-node=0 --array=0-3 --export=ALL,CPU_ONLY=1,FOLDS="1 2",RESOLUTIONS="112 160" ...
 #
+# Several nodes per run: srun starts one rank per task on every node of the allocation; the
+# rendezvous is the first node of the allocation (MASTER_ADDR, resolved there, never localhost)
+# and MASTER_PORT = 10000 + job id % 20000 (one per job, so two runs sharing a node do not clash);
+# both may be set through --export to override. On a GPU cluster set NCCL_SOCKET_IFNAME (and
+# GLOO_SOCKET_IFNAME) to the interface the node names resolve to if that is not the default
+# route's, and give every rank CPUs for its loader workers (--cpus-per-task, data.num_workers).
+#
 # Knobs (environment variables, e.g. through --export=ALL,NAME=value):
 #   DATASET       dfew | mafw                                     (default dfew)
 #   FOLDS         folds of the grid, space-separated              (default "1 2 3 4 5")
@@ -24,11 +31,16 @@
 #   CPU_ONLY=1    no GPUs: DeepSpeed's CPU accelerator with gloo (request --gpus-per-node=0)
 #   TASK          grid index to run instead of SLURM_ARRAY_TASK_ID (slurm/sweep.sh: one run)
 #   AGGREGATE=0   do not submit the aggregation job (slurm/sweep.sh submits its report job)
+#   MAX_RESTARTS  requeues allowed after a lost rank (exit 76), counted by SLURM_RESTART_COUNT (default 10)
 #
 # Preemption and time limits: SLURM sends USR1 120 s before the limit (--signal); the run writes
 # a checkpoint and exits with code 75, and this script requeues the task, which resumes from the
 # checkpoint. A task requeued by the scheduler (preemption, `scontrol requeue`) resumes the same
-# way. Runs with a valid result.json are skipped, so resubmitting the array is safe.
+# way. A node lost mid-run: SLURM marks it down and requeues the task (JobRequeue, --requeue),
+# which resumes from its checkpoint on other nodes; a rank whose peer vanished fails its next
+# collective after train.collective_timeout_s with exit code 76, and this script requeues the
+# task (at most MAX_RESTARTS times). Runs with a valid result.json are skipped, so resubmitting
+# the array is safe.
 #SBATCH --job-name=mma-dfer
 #SBATCH --array=0-14
 #SBATCH --nodes=1
@@ -100,7 +112,19 @@ fi
 
 sets=(--set "data.dataset=$DATASET" --set "data.fold=$fold" --set "data.resolution=$res" --set "output_dir=$out")
 for kv in $SETS; do sets+=(--set "$kv"); done
-echo "task $task: $DATASET fold $fold res $res -> $out (restart ${SLURM_RESTART_COUNT:-0}, ${SLURM_NTASKS:-1} ranks)"
+echo "task $task: $DATASET fold $fold res $res -> $out (restart ${SLURM_RESTART_COUNT:-0}, ${SLURM_NTASKS:-1} ranks" \
+  "on ${SLURM_JOB_NODELIST:-$(hostname)}, batch on $(hostname))"
+# Requeue this run, unless SLURM already has: a lost node makes SLURM requeue the job itself, and
+# this script (still alive for KillWait) must not requeue the next run of it.
+requeue_self() {
+  local info
+  info=$(scontrol show job "$SLURM_JOB_ID" 2>/dev/null)
+  if ! grep -q "JobState=RUNNING" <<< "$info" || ! grep -q "Restarts=${SLURM_RESTART_COUNT:-0}\b" <<< "$info"; then
+    echo "job $SLURM_JOB_ID is already requeued"
+    return 0
+  fi
+  scontrol requeue "$SLURM_JOB_ID"
+}
 srun --kill-on-bad-exit=1 python launch/train.py --config "$config" --deepspeed_config "$DS_CONFIG" \
   "${sets[@]}" --resume auto
 rc=$?
@@ -108,8 +132,14 @@ case $rc in
   0) echo "task $task done: $out/result.json" ;;
   75|138|143)  # checkpointed on a signal (or killed by USR1/TERM before training started)
     echo "task $task stopped by a signal (exit $rc); requeueing job ${SLURM_JOB_ID:-?}"
-    [ -n "${SLURM_JOB_ID:-}" ] && scontrol requeue "$SLURM_JOB_ID"
+    [ -n "${SLURM_JOB_ID:-}" ] && requeue_self
     exit 0 ;;
+  76)  # a collective failed: another rank or its node is gone; resume from the last checkpoint
+    if [ -n "${SLURM_JOB_ID:-}" ] && [ "${SLURM_RESTART_COUNT:-0}" -lt "${MAX_RESTARTS:-10}" ]; then
+      echo "task $task lost a rank (exit 76); requeueing job $SLURM_JOB_ID"
+      requeue_self && exit 0
+    fi
+    echo "task $task lost a rank (exit 76) after ${SLURM_RESTART_COUNT:-0} restarts; not requeued" >&2 ;;
   *) echo "task $task failed with exit code $rc" >&2 ;;
 esac
 exit "$rc"

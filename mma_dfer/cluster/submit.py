@@ -194,7 +194,7 @@ def submit(args) -> int:
         failed = 0
         for entry, job in zip(entries, jobs):
             try:
-                r = job.result()
+                r = job.results()[0]  # rank 0's; a job of several tasks (nodes) returns one per task
                 print(f"job {entry['job_id']} done: UAR {r['uar']:.2f} WAR {r['war']:.2f}")
             except Exception as e:  # a job's failure is reported, the others still counted
                 failed += 1

@@ -9,6 +9,7 @@ error rather than a guess.
 """
 from __future__ import annotations
 
+import datetime
 import os
 import re
 import socket
@@ -16,6 +17,7 @@ import subprocess
 from dataclasses import dataclass
 
 LAUNCHER_VARS = ("RANK", "WORLD_SIZE", "LOCAL_RANK", "MASTER_ADDR", "MASTER_PORT")
+PEER_LOST_EXIT_CODE = 76  # a collective failed or timed out: a rank (or its node) is gone; requeue and resume
 
 
 @dataclass
@@ -73,3 +75,35 @@ def detect(env=None) -> DistEnv:
         return DistEnv(int(env["SLURM_PROCID"]), world, int(env.get("SLURM_LOCALID", "0")),
                        env.get("MASTER_ADDR", first_host(nodes)), port, "slurm")
     return DistEnv(0, 1, 0, "127.0.0.1", _free_port(), "single")
+
+
+def set_collective_timeout(seconds: int) -> datetime.timedelta:
+    """Make ``seconds`` the timeout of every process group created from now on; returns it.
+
+    ``init_process_group`` takes a timeout, but groups made later (DeepSpeed's data-parallel
+    group, which carries the gradient all-reduce) fall back to torch's module defaults, 30 min
+    for gloo and 10 min for NCCL, which no public setting changes: they are set here, before
+    the default group is made.
+    """
+    from torch.distributed import distributed_c10d as c10d
+
+    timeout = datetime.timedelta(seconds=seconds)
+    c10d.default_pg_timeout = timeout
+    if isinstance(getattr(c10d, "default_pg_nccl_timeout", None), datetime.timedelta):
+        c10d.default_pg_nccl_timeout = timeout
+    return timeout
+
+
+def is_collective_failure(exc: BaseException) -> bool:
+    """True when ``exc`` is a collective or rendezvous that failed because another rank went away.
+
+    torch raises ``DistError`` subclasses for NCCL and the rendezvous store; gloo raises a plain
+    RuntimeError from its TCP transport: "Timed out waiting Nms for recv operation" when the peer
+    is silent (a lost node; after ``train.collective_timeout_s``), "Connection reset/closed by
+    peer" when its process died and its kernel said so.
+    """
+    import torch.distributed as dist
+
+    if isinstance(exc, dist.DistError):
+        return True
+    return isinstance(exc, RuntimeError) and "gloo/transport/" in str(exc)

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 
 
@@ -22,6 +23,7 @@ def main(argv=None) -> int:
     from mma_dfer.config import ConfigError, load_config
     from mma_dfer.data.annotations import AnnotationError
     from mma_dfer.data.video import ClipError
+    from mma_dfer.engine.distributed import PEER_LOST_EXIT_CODE, is_collective_failure
     from mma_dfer.engine.trainer import PREEMPTED_EXIT_CODE, Preempted, TrainingError, run
     from mma_dfer.models.checkpoints import CheckpointError
 
@@ -35,4 +37,16 @@ def main(argv=None) -> int:
     except (ConfigError, AnnotationError, ClipError, CheckpointError, TrainingError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
+    except Exception as e:
+        if not is_collective_failure(e):
+            raise
+        print(f"error: lost contact with another rank of this run (a node or process is gone, or it was silent "
+              f"for train.collective_timeout_s={cfg.train.collective_timeout_s} s): {str(e).splitlines()[0]}; "
+              f"the last complete checkpoint is intact: exit {PEER_LOST_EXIT_CODE}, requeue to resume",
+              file=sys.stderr, flush=True)
+        # Leave at once: the broken process group's threads may still wait on the lost peer, and
+        # tearing it down at interpreter exit can abort ("terminate called without an active
+        # exception", exit 134), which would hide the code that gets the run requeued.
+        sys.stdout.flush()
+        os._exit(PEER_LOST_EXIT_CODE)
     return 0

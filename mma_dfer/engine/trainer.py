@@ -29,7 +29,7 @@ from mma_dfer.config import Config, save_config
 from mma_dfer.data.annotations import read_split
 from mma_dfer.data.dataset import ClipDataset, collate
 from mma_dfer.engine import checkpointing
-from mma_dfer.engine.distributed import DistEnv, detect
+from mma_dfer.engine.distributed import DistEnv, detect, set_collective_timeout
 from mma_dfer.engine.engine import build_engine, eager, precision_name
 from mma_dfer.engine.evaluate import evaluate
 from mma_dfer.engine.logging import RunLogger
@@ -220,7 +220,8 @@ class Trainer:
 
         if not dist.is_initialized():
             deepspeed.init_distributed(dist_backend="nccl" if torch.cuda.is_available() else "gloo",
-                                       auto_mpi_discovery=False)
+                                       auto_mpi_discovery=False,
+                                       timeout=set_collective_timeout(cfg.train.collective_timeout_s))
         seed_everything(cfg.train.seed)  # same initial weights on every rank
         built = build_engine(build_model(cfg), cfg, ds_cfg)
         self.engine, self.optimizer, self.dtype = built.engine, built.optimizer, built.input_dtype
