@@ -6,7 +6,7 @@ import os
 import shutil
 import tempfile
 
-import pytest
+from tests.conftest import require
 
 CHROMIUM = "/usr/bin/chromium"
 ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
@@ -18,14 +18,11 @@ def require_chromium() -> None:
     if not os.path.exists(CHROMIUM):
         reason = f"{CHROMIUM} missing (.ci/system-deps.sh installs Debian's chromium)"
     else:
-        try:
-            import playwright  # noqa: F401
-        except ImportError:
+        import importlib.util
+
+        if importlib.util.find_spec("playwright") is None:
             reason = "playwright missing (pip install -e '.[dev]')"
-    if reason:
-        if os.environ.get("CI"):
-            pytest.fail(reason)  # CI installs both: a missing browser is a failure there
-        pytest.skip(reason)
+    require(reason)
 
 
 @contextlib.contextmanager

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import ROOT, run_train
+from tests.conftest import ROOT, require, run_train
 
 pytestmark = pytest.mark.slow
 
@@ -26,11 +26,7 @@ def _can_run_slurm() -> str:
 
 @pytest.fixture(scope="module")
 def slurm(tmp_path_factory):
-    reason = _can_run_slurm()
-    if reason:
-        if os.environ.get("CI"):
-            pytest.fail(reason)  # CI installs them: a missing cluster is a failure there
-        pytest.skip(reason)
+    require(_can_run_slurm())
     # munge and mysql must traverse the state path: not under pytest's 0700 temp folders
     state = Path(tempfile.mkdtemp(prefix="mma-dfer-slurm-", dir="/tmp"))
     state.chmod(0o755)

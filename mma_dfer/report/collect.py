@@ -98,16 +98,22 @@ def _runs(name: str, table: dict, expected: dict) -> list[Run]:
     return runs
 
 
+def _log_records(folder: Path) -> list:
+    """The records of a run's ``log.jsonl`` in order; a line cut off by a crash is left out."""
+    log = folder / "log.jsonl"
+    records = []
+    for line in log.read_text().splitlines() if log.is_file() else []:
+        try:
+            records.append(json.loads(line))
+        except ValueError:
+            continue
+    return records
+
+
 def _failure(folder: Path) -> str:
     """How far a run without a result got, from its log."""
-    last = {}
-    log = folder / "log.jsonl"
-    if log.is_file():
-        for line in log.read_text().splitlines():
-            try:
-                last = json.loads(line)
-            except ValueError:
-                continue
+    records = _log_records(folder)
+    last = records[-1] if records else {}
     if not last:
         return "config.yaml written, nothing logged (stopped before the first logged step)"
     return f"no result.json; last logged step {last.get('step')}" + (
@@ -159,15 +165,9 @@ def read_curves(folder: Path) -> tuple[dict, dict]:
     checkpoint) keeps its last value. Steps per epoch come from the evaluation lines (they carry
     the epoch); without any, x stays in steps."""
     rows: dict = {}
-    log = folder / "log.jsonl"
-    if log.is_file():
-        for line in log.read_text().splitlines():
-            try:
-                d = json.loads(line)
-            except ValueError:
-                continue
-            if isinstance(d, dict) and isinstance(d.get("step"), int):
-                rows.setdefault(d["step"], {}).update(d)
+    for d in _log_records(folder):
+        if isinstance(d, dict) and isinstance(d.get("step"), int):
+            rows.setdefault(d["step"], {}).update(d)
     per_epoch = [r["step"] / r["epoch"] for r in rows.values() if r.get("epoch")]
     scale = per_epoch[0] if per_epoch else 1.0
     steps = {"x": [], "loss": [], "lr": []}
