@@ -330,7 +330,8 @@ def main(argv=None) -> int:
     c.run_script("levers", ["bench/train_step.py", "--levers", "--precisions", "fp32" if args.rehearse else "bf16",
                             *size], need=90, dest="levers.md")
     c.run_script("data pipeline", ["bench/data_pipeline.py", "--resolutions", "112" if args.rehearse else "160",
-                                   "--clips", "8" if args.rehearse else "32"], need=40, dest="data_pipeline.md")
+                                   "--clips", "8" if args.rehearse else "32", "--loader-workers",
+                                   "2" if args.rehearse else "8"], need=40, dest="data_pipeline.md")
     c.close()
     c.write()
     print("\n" + (out / "goals.md").read_text())

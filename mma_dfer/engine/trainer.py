@@ -193,6 +193,18 @@ def all_mean(value: float, device) -> float:
     return t.item()
 
 
+def train_loader(dataset, batch_sampler, workers: int):
+    """The training loader: ``workers`` processes, 4 batches ahead each, pinned batches on a GPU
+    (their copy to the device then overlaps the step). An explicit generator keeps the loader
+    from drawing on the global RNG, which the model's drop-path uses: a resumed run then
+    continues the same random stream."""
+    from torch.utils.data import DataLoader
+
+    return DataLoader(dataset, batch_sampler=batch_sampler, num_workers=workers, collate_fn=collate,
+                      generator=torch.Generator().manual_seed(0), persistent_workers=False,
+                      pin_memory=torch.cuda.is_available(), prefetch_factor=4 if workers > 0 else None)
+
+
 # -- the run -------------------------------------------------------------------------------
 
 class Trainer:
@@ -239,14 +251,7 @@ class Trainer:
         seed_everything(t.seed + 1000 * env.rank)  # per-rank stream for drop-path
 
     def loader(self):
-        from torch.utils.data import DataLoader
-
-        # An explicit generator keeps the loader from drawing on the global RNG, which the
-        # model's drop-path uses: a resumed run then continues the same random stream.
-        return DataLoader(self.train_set, batch_sampler=self.sampler, num_workers=self.cfg.data.num_workers,
-                          collate_fn=collate, generator=torch.Generator().manual_seed(0),
-                          persistent_workers=False, pin_memory=torch.cuda.is_available(),
-                          prefetch_factor=4 if self.cfg.data.num_workers > 0 else None)
+        return train_loader(self.train_set, self.sampler, self.cfg.data.num_workers)
 
     # checkpoints ---------------------------------------------------------------------------
     def save(self, tag: str) -> None:
