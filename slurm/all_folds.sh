@@ -23,7 +23,8 @@
 #                 task i runs fold FOLDS[i % n_folds] at RESOLUTIONS[i / n_folds]; with a
 #                 reduced grid pass a matching --array (tasks beyond the grid exit at once)
 #   CONFIG        one YAML for every task (default configs/${DATASET}_${RES}.yaml)
-#   DS_CONFIG     DeepSpeed JSON (default ds_configs/zero2_bf16.json; CPU_ONLY: cpu_fp32.json)
+#   DS_CONFIG     DeepSpeed JSON (default ds_configs/zero0_bf16.json: one GPU per run needs no ZeRO;
+#                 zero2_bf16.json across GPUs; CPU_ONLY: cpu_fp32.json)
 #   SETS          extra config overrides, space-separated key=value (e.g. "data.root=/data/DFEW")
 #   RUNS_ROOT     where runs/<dataset>/res<R>/fold<k>/ go        (default runs)
 #   MMA_DFER_HOME the repository (default: the folder sbatch was called from)
@@ -66,7 +67,7 @@ if [ "${CPU_ONLY:-0}" = 1 ]; then
   export DS_ACCELERATOR=cpu
   DS_CONFIG=${DS_CONFIG:-ds_configs/cpu_fp32.json}
 else
-  DS_CONFIG=${DS_CONFIG:-ds_configs/zero2_bf16.json}
+  DS_CONFIG=${DS_CONFIG:-ds_configs/zero0_bf16.json}
 fi
 
 cd "$MMA_DFER_HOME" || { echo "all_folds.sh: cannot cd to $MMA_DFER_HOME" >&2; exit 1; }

@@ -236,7 +236,7 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--config", help="one YAML for every job (default: configs/<dataset>_<resolution>.yaml, "
                    "or the sweep's)")
     p.add_argument("--deepspeed_config", "--deepspeed-config", dest="deepspeed_config",
-                   default="ds_configs/zero2_bf16.json")
+                   default="ds_configs/zero0_bf16.json", help="default: one GPU per run needs no ZeRO")
     p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE")
     p.add_argument("--runs-root", default="runs")
     p.add_argument("--cluster", choices=("slurm", "local", "debug"), default=None,
