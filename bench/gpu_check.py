@@ -211,7 +211,7 @@ class Check:
         else:
             lines.append("| 5. end to end / step benchmark (batch 8, zero0) | >= 0.90 | not run | - |")
         verdicts = re.findall(r"^\| (fp32 compiled|bf16 eager|bf16 compiled) \|.*\| (PASS|FAIL) \|$", self.numerics, re.M)
-        lines.append(f"| 6. same function (bench/numerics.py) | fp32 1e-5, bf16 1e-2 | "
+        lines.append(f"| 6. same function (bench/numerics.py) | bf16 within 1e-2 of fp32 eager | "
                      f"{', '.join(f'{n}: {v}' for n, v in verdicts) or 'not run'} | "
                      f"{('PASS' if all(v == 'PASS' for _, v in verdicts) else 'FAIL') if verdicts else '-'} |")
         return "\n".join(lines) + "\n"
@@ -307,15 +307,17 @@ def main(argv=None) -> int:
     c.steps("batch 32, bf16", [step("plain", 160, 32, bf, mode), step("deepspeed", 160, 32, bf, mode, "zero0_bf16.json"),
                                step("deepspeed", 160, 32, bf, mode, "zero2_bf16.json")], need=60)
     c.end_to_end(need=90)  # 5
+    # 6: bf16 on the GPU against fp32 eager (fp32 compiled is held to 1e-5 by the CPU tests; one
+    # compilation less here)
+    numerics = ["bench/numerics.py", "--batch", "2", "--variants", "bf16 eager,bf16 compiled"] + (
+        ["--config", "configs/tiny.yaml", "--resolution", "32", "--frames", "8", "--backend", "aot_eager"]
+        if args.rehearse else [])
+    if c.run_script("numerics", numerics, need=70, dest="numerics.md"):
+        c.numerics = (out / "numerics.md").read_text() if (out / "numerics.md").is_file() else ""
+    c.write()
     c.steps("224 px", [step("deepspeed", 224, 8, bf, mode, "zero0_bf16.json")], need=60)  # 4
     c.steps("fp16", [step("plain", 160, 8, fp, mode), step("deepspeed", 160, 8, fp, mode, "zero0_fp16.json"),
                      step("deepspeed", 160, 8, fp, mode, "zero2_fp16.json")], need=60)  # 4
-    numerics = ["bench/numerics.py", "--batch", "2"] + (
-        ["--config", "configs/tiny.yaml", "--resolution", "32", "--frames", "8", "--backend", "aot_eager"]
-        if args.rehearse else [])
-    if c.run_script("numerics", numerics, need=60, dest="numerics.md"):  # 6
-        c.numerics = (out / "numerics.md").read_text() if (out / "numerics.md").is_file() else ""
-    c.write()
     c.steps("112 px", [step("deepspeed", 112, 8, bf, mode, "zero0_bf16.json")], need=45)  # 4
     # levers and anchors: CUDA graphs, the eager step, the independent reference
     c.steps("CUDA graphs", [step("plain", 160, 8, bf, "reduce-overhead", profile=True),

@@ -59,8 +59,13 @@ def main(argv=None) -> int:
     p.add_argument("--frames", type=int, default=16)
     p.add_argument("--batch", type=int, default=2)
     p.add_argument("--backend", default="inductor", help="torch.compile backend")
+    p.add_argument("--variants", default=",".join(LIMITS), help=f"which of {list(LIMITS)} (comma-separated)")
     p.add_argument("--markdown")
     args = p.parse_args(argv)
+    variants = [v.strip() for v in args.variants.split(",")]
+    unknown = [v for v in variants if v not in LIMITS]
+    if unknown:
+        p.error(f"unknown --variants {unknown}; choose from {list(LIMITS)}")
     torch.backends.cuda.matmul.allow_tf32 = torch.backends.cudnn.allow_tf32 = False
     device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
     cfg = load_config(args.config, [f"data.resolution={args.resolution}", f"data.num_frames={args.frames}",
@@ -71,7 +76,7 @@ def main(argv=None) -> int:
               torch.randn(args.batch, 1, d.audio_frames, d.mel_bins, generator=g).to(device))
     ref_out, ref_grads = run_variant(cfg, "fp32", False, inputs, device, args.backend)
     rows = []
-    for name in LIMITS:
+    for name in variants:
         out, grads = run_variant(cfg, name.split()[0], name.endswith("compiled"), inputs, device, args.backend)
         err_out = rel(out, ref_out)
         err_grad = max(rel(a, b) for a, b in zip(grads, ref_grads))

@@ -249,7 +249,7 @@ def _compiled_vs_eager(cfg, backend):
         with torch.no_grad():
             for blk in model.fusion:
                 blk.video_gate.fill_(0.3)
-        compile_model(model, cfg.train, torch.device("cpu"))
+        compile_model(model, cfg.train, torch.device("cpu"), fullgraph=True)
         torch.manual_seed(1)
         out = model(video, audio)
         out.logsumexp(-1).sum().backward()

@@ -44,11 +44,13 @@ def compile_mode(t: TrainConfig, device: torch.device) -> Optional[str]:
     return mode
 
 
-def compile_model(model: torch.nn.Module, t: TrainConfig, device: torch.device) -> Optional[str]:
-    """Compile ``model`` in place (state-dict keys unchanged), as the engine does; returns the mode."""
+def compile_model(model: torch.nn.Module, t: TrainConfig, device: torch.device,
+                  fullgraph: bool = False) -> Optional[str]:
+    """Compile ``model`` in place (state-dict keys unchanged), as the engine does; returns the mode.
+    ``fullgraph`` makes a graph break an error (the tests' check) instead of a fallback."""
     mode = compile_mode(t, device)
     if mode is not None:
-        model.compile(backend=t.compile_backend, mode=mode, dynamic=False)
+        model.compile(backend=t.compile_backend, mode=mode, dynamic=False, fullgraph=fullgraph)
     return mode
 
 
