@@ -320,3 +320,51 @@ def test_results_are_written_readable_by_others(tmp_path):
     finally:
         os.umask(old)
     assert (tmp_path / "result.json").stat().st_mode & 0o777 == 0o644
+
+
+SYNC_COUNT = """
+import json, sys, torch, deepspeed
+from deepspeed.accelerator import get_accelerator
+from mma_dfer.config import load_config
+from mma_dfer.engine.distributed import detect
+from mma_dfer.engine.engine import build_engine
+from mma_dfer.engine.trainer import deepspeed_config
+from mma_dfer.models import build_model
+
+detect().export()
+deepspeed.init_distributed(dist_backend="gloo", auto_mpi_discovery=False)
+cfg = load_config(sys.argv[1], ["train.compile=eager"])
+built = build_engine(build_model(cfg, load_pretrained=False).train(), cfg, deepspeed_config(sys.argv[2], cfg, 1))
+accelerator, calls = get_accelerator(), []
+accelerator.synchronize = lambda *a, **k: calls.append(1)
+d = cfg.data
+video, audio = torch.rand(8, d.num_frames, 3, d.resolution, d.resolution), torch.randn(8, 1, d.audio_frames, d.mel_bins)
+for _ in range(5):
+    built.engine.backward(built.engine(video, audio).float().logsumexp(-1).mean())
+    built.engine.step()
+print(json.dumps(len(calls)))
+"""
+
+
+@pytest.mark.parametrize("ds_config", ["cpu_bf16.json", "cpu_fp32.json"])
+def test_the_deepspeed_step_never_synchronises_the_device(tmp_path, ds_config):
+    """DeepSpeed's throughput timer synchronises the device twice per step (at forward and at step)
+    unless the JSON turns it off: the host then cannot queue step n+1 while the GPU runs step n.
+    The shipped JSONs and the trainer's defaults turn it off; a JSON that turns it on shows the count."""
+    import subprocess
+    import sys
+
+    def syncs(path):
+        proc = subprocess.run([sys.executable, "-c", SYNC_COUNT, str(ROOT / "configs/tiny.yaml"), str(path)],
+                              capture_output=True, text=True, cwd=ROOT)
+        assert proc.returncode == 0, proc.stderr[-2000:]
+        return json.loads(proc.stdout.strip().splitlines()[-1])
+
+    assert syncs(ROOT / "ds_configs" / ds_config) == 0
+    timed = json.loads((ROOT / "ds_configs" / ds_config).read_text())
+    timed["timers"] = {"throughput": {"enabled": True}}
+    (tmp_path / "timed.json").write_text(json.dumps(timed))
+    assert syncs(tmp_path / "timed.json") == 6  # the check sees them: two per step after its 2 warm-up steps
+    del timed["timers"]
+    (tmp_path / "default.json").write_text(json.dumps(timed))
+    assert syncs(tmp_path / "default.json") == 0  # a user's JSON without "timers": off by default

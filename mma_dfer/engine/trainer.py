@@ -87,6 +87,10 @@ def deepspeed_config(path: str | Path, cfg: Config, world: int) -> dict:
             raise TrainingError(f"{path}: {key}={ds[key]} disagrees with the config ({value} from train.batch_size="
                                 f"{t.batch_size}, train.micro_batch_size, train.grad_clip and world size {world})")
         ds[key] = value
+    # DeepSpeed's throughput timer synchronises the device at every forward and step (two host
+    # syncs per step: the host cannot queue step n+1 while the GPU runs step n); the trainer logs
+    # its own clips/s, so it is off unless a JSON turns it on
+    ds.setdefault("timers", {}).setdefault("throughput", {}).setdefault("enabled", False)
     if t.grad_clip > 0 and ds.get("zero_optimization", {}).get("compute_grad_norm") is False:
         raise TrainingError(f"{path}: train.grad_clip={t.grad_clip} needs the gradient norm; remove "
                             "zero_optimization.compute_grad_norm=false (set in the shipped JSONs because nothing "
