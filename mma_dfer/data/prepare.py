@@ -31,7 +31,7 @@ import numpy as np
 from mma_dfer.data.annotations import LAYOUTS, official_split_file, read_split
 from mma_dfer.data.cache import source_stamp
 from mma_dfer.data.video import ClipError
-from mma_dfer.utils import atomic_write_json, atomic_write_text
+from mma_dfer.utils import atomic_write_json, atomic_write_text, one_thread_per_process
 
 SAMPLE_RATE = 16000
 MARKERS = ".prepare"
@@ -299,7 +299,7 @@ def prepare(dataset: str, raw: str | Path, out: str | Path, workers: int = 1, fa
 
         bar = tqdm(total=len(jobs), desc=f"prepare {dataset}", dynamic_ncols=True)
     if workers > 1:
-        with get_context("spawn").Pool(workers) as pool:
+        with get_context("spawn").Pool(workers, initializer=one_thread_per_process) as pool:
             for rep in pool.imap_unordered(process_clip, jobs):
                 reports.append(rep)
                 if bar:
@@ -344,7 +344,7 @@ def fill_cache(dataset: str, out: Path, samples, faces: str, workers: int = 1) -
                      audio_policy="silence")
     ds = ClipDataset([make_sample(dataset, out, s.clip_id, s.label) for s in samples], cfg, train=False)
     if workers > 1:
-        with get_context("fork").Pool(workers) as pool:
+        with get_context("fork").Pool(workers, initializer=one_thread_per_process) as pool:
             return sum(pool.map(partial(_cache_one, ds), range(len(ds.samples)), chunksize=8))
     return sum(_cache_one(ds, i) for i in range(len(ds.samples)))
 
