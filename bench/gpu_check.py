@@ -2,18 +2,19 @@
 budget: each phase runs only while enough time is left, and the goals table is rewritten after
 every phase, so a cut-off run still leaves its numbers.
 
-    python bench/gpu_check.py --out DIR [--budget 470] [--rehearse]
+    python bench/gpu_check.py --out DIR [--budget 470] [--phases b8,graphs,...] [--rehearse]
 
 Files (at most 8, as the device tool returns): goals.md (goal, target, measured, PASS/FAIL),
 steps.md (every step-benchmark row with its per-step profile line), e2e.md (the training run's
 own log, its rate against the step benchmark and what the rest of the epoch costs),
 numerics.md, levers.md, data_pipeline.md, results.json (raw numbers); the shell wrapper adds
-gpu_check.log. Phases: the step benchmark at 160 px, batch 8 and 32, bf16, plain loop and the
-DeepSpeed engine with zero0_bf16.json and zero2_bf16.json, compiled as training compiles
-(train.compile=auto); the end-to-end `deepspeed launch/train.py` run on generated data; 224 px;
-fp16; the numerics; 112 px; CUDA graphs (reduce-overhead); the eager model and the timm
-reference; the data pipeline. ``--rehearse`` runs every phase at toy sizes on the CPU (torch.compile
-with the aot_eager backend there: inductor's C++ build of two ViT-Bs takes many minutes on two cores).
+gpu_check.log. Phases (``--phases``, default all, in this order; ``phases()`` says what each
+runs): b8, graphs, b32, e2e, numerics, zero2, 224, fp16, 112, eager, reference, levers, data.
+One budget of 470 s reaches about the numerics (each compiled geometry or precision costs
+70-90 s of compilation on an H200); the rest in a second call on the same warm machine, e.g.
+``--phases zero2,224 --budget 300``. ``--rehearse`` runs the phases at toy sizes on the CPU
+(torch.compile with the aot_eager backend there: inductor's C++ build of two ViT-Bs takes many
+minutes on two cores).
 """
 from __future__ import annotations
 
@@ -241,7 +242,7 @@ def make_e2e_data(work: Path, rehearse: bool) -> None:
     workers = max(1, (os.cpu_count() or 2) // 2)
     t0 = time.time()
     root = make_dataset("dfew", work / "dfew", clips_per_class=3 if rehearse else 290, seed=0, size=224,
-                        workers=workers)
+                        min_frames=16, max_frames=24, workers=workers)  # the loader reads 16 frames a clip
     t_data = time.time() - t0
     cfg = load_config(None, ["data.dataset=dfew", f"data.root={root}"])
     samples = read_split(cfg.data, "train") + read_split(cfg.data, "test")
@@ -283,11 +284,61 @@ def e2e_text(e: dict) -> str:
             f"{e.get('evaluation_s', 'n/a')} s\n- whole phase: {e['wall_s']:.0f} s\n\n```\n{e['log_tail']}\n```\n")
 
 
+def phases(c: Check, rehearse: bool) -> dict:
+    """Every phase by name, most important first (what the first run of this check, on an H200 at
+    fca570c, left unmeasured or showed to matter): the goals at batch 8 and 32 with zero0, CUDA graphs (the
+    lever for the host-bound batch 8), the end-to-end run, the numerics; then ZeRO-2 (its own
+    compilation: the flat parameter buffer), 224 px, fp16, 112 px; then the anchors and levers."""
+    mode, bf, fp = c.compiled(), "bf16", "fp16"
+    step = c.spec
+    numerics = ["bench/numerics.py", "--batch", "2", "--variants", "bf16 eager,bf16 compiled"] + (
+        ["--config", "configs/tiny.yaml", "--resolution", "32", "--frames", "8", "--backend", "aot_eager"]
+        if rehearse else [])
+
+    def run_numerics():
+        if c.run_script("numerics", numerics, need=120, dest="numerics.md"):
+            c.numerics = (c.out / "numerics.md").read_text() if (c.out / "numerics.md").is_file() else ""
+        c.write()
+    size = ["--frames", "2", "--batch", "1", "--steps", "1", "--warmup", "1", "--resolutions", "112"] if rehearse \
+        else ["--frames", "16", "--batch", "8", "--steps", "10", "--warmup", "3", "--resolutions", "160"]
+    return {
+        "b8": lambda: c.steps("batch 8, bf16", [step("plain", 160, 8, bf, mode, profile=True),
+                                                step("deepspeed", 160, 8, bf, mode, "zero0_bf16.json", profile=True)],
+                              need=100),
+        "graphs": lambda: c.steps("CUDA graphs", [
+            step("plain", 160, 8, bf, "reduce-overhead", profile=True),
+            step("deepspeed", 160, 8, bf, "reduce-overhead", "zero0_bf16.json", profile=True)], need=100),
+        "b32": lambda: c.steps("batch 32, bf16", [step("plain", 160, 32, bf, mode),
+                                                  step("deepspeed", 160, 32, bf, mode, "zero0_bf16.json")], need=90),
+        "e2e": lambda: c.end_to_end(need=60),
+        "numerics": run_numerics,
+        "zero2": lambda: c.steps("ZeRO-2, bf16", [step("deepspeed", 160, 8, bf, mode, "zero2_bf16.json"),
+                                                  step("deepspeed", 160, 32, bf, mode, "zero2_bf16.json")], need=150),
+        "224": lambda: c.steps("224 px", [step("plain", 224, 8, bf, mode),
+                                          step("deepspeed", 224, 8, bf, mode, "zero0_bf16.json")], need=100),
+        "fp16": lambda: c.steps("fp16", [step("plain", 160, 8, fp, mode),
+                                         step("deepspeed", 160, 8, fp, mode, "zero0_fp16.json"),
+                                         step("deepspeed", 160, 8, fp, mode, "zero2_fp16.json")], need=180),
+        "112": lambda: c.steps("112 px", [step("deepspeed", 112, 8, bf, mode, "zero0_bf16.json")], need=70),
+        "eager": lambda: c.steps("eager", [step("plain", 160, 8, bf, "eager", profile=True),
+                                           step("deepspeed", 160, 8, bf, "eager", "zero0_bf16.json", profile=True),
+                                           step("reference", 160, 8, bf, "eager", profile=True)], need=45),
+        "reference": lambda: c.steps("reference compiled", [step("reference", 160, 8, bf, mode, profile=True),
+                                                            step("reference", 160, 32, bf, mode)], need=60),
+        "levers": lambda: c.run_script("levers", ["bench/train_step.py", "--levers", "--precisions",
+                                                  "fp32" if rehearse else "bf16", *size], need=90, dest="levers.md"),
+        "data": lambda: c.run_script("data pipeline", [
+            "bench/data_pipeline.py", "--resolutions", "112" if rehearse else "160", "--clips", "8" if rehearse else "32",
+            "--loader-workers", "2" if rehearse else "8"], need=40, dest="data_pipeline.md"),
+    }
+
+
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--out", default=str(ROOT / "bench/results/gpu"))
     p.add_argument("--budget", type=float, default=470, help="seconds for all phases")
     p.add_argument("--rehearse", action="store_true", help="toy sizes on the CPU")
+    p.add_argument("--phases", default="all", help="comma-separated phase names, in the order given (default: all)")
     p.add_argument("--make-e2e-data", metavar="DIR", help=argparse.SUPPRESS)
     args = p.parse_args(argv)
     if args.make_e2e_data:
@@ -296,44 +347,15 @@ def main(argv=None) -> int:
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     c = Check(out, args.budget, args.rehearse)
-    c.start_data()
-    mode = c.compiled()
-    bf, fp = "bf16", "fp16"
-    step = c.spec
-    # 1 + 3: batch 8; 2 + 3: batch 32 (the first group pays the compilation, the others reuse it)
-    c.steps("batch 8, bf16", [step("plain", 160, 8, bf, mode, profile=True),
-                              step("deepspeed", 160, 8, bf, mode, "zero0_bf16.json", profile=True),
-                              step("deepspeed", 160, 8, bf, mode, "zero2_bf16.json", profile=True)], need=60)
-    c.steps("batch 32, bf16", [step("plain", 160, 32, bf, mode), step("deepspeed", 160, 32, bf, mode, "zero0_bf16.json"),
-                               step("deepspeed", 160, 32, bf, mode, "zero2_bf16.json")], need=60)
-    c.end_to_end(need=90)  # 5
-    # 6: bf16 on the GPU against fp32 eager (fp32 compiled is held to 1e-5 by the CPU tests; one
-    # compilation less here)
-    numerics = ["bench/numerics.py", "--batch", "2", "--variants", "bf16 eager,bf16 compiled"] + (
-        ["--config", "configs/tiny.yaml", "--resolution", "32", "--frames", "8", "--backend", "aot_eager"]
-        if args.rehearse else [])
-    if c.run_script("numerics", numerics, need=70, dest="numerics.md"):
-        c.numerics = (out / "numerics.md").read_text() if (out / "numerics.md").is_file() else ""
-    c.write()
-    c.steps("224 px", [step("deepspeed", 224, 8, bf, mode, "zero0_bf16.json")], need=60)  # 4
-    c.steps("fp16", [step("plain", 160, 8, fp, mode), step("deepspeed", 160, 8, fp, mode, "zero0_fp16.json"),
-                     step("deepspeed", 160, 8, fp, mode, "zero2_fp16.json")], need=60)  # 4
-    c.steps("112 px", [step("deepspeed", 112, 8, bf, mode, "zero0_bf16.json")], need=45)  # 4
-    # levers and anchors: CUDA graphs, the eager step, the independent reference
-    c.steps("CUDA graphs", [step("plain", 160, 8, bf, "reduce-overhead", profile=True),
-                            step("deepspeed", 160, 8, bf, "reduce-overhead", "zero0_bf16.json", profile=True)], need=60)
-    c.steps("eager", [step("plain", 160, 8, bf, "eager", profile=True),
-                      step("deepspeed", 160, 8, bf, "eager", "zero0_bf16.json", profile=True),
-                      step("reference", 160, 8, bf, "eager", profile=True)], need=45)
-    c.steps("reference compiled", [step("reference", 160, 8, bf, mode, profile=True),
-                                   step("reference", 160, 32, bf, mode)], need=60)
-    size = ["--frames", "2", "--batch", "1", "--steps", "1", "--warmup", "1", "--resolutions", "112"] if args.rehearse \
-        else ["--frames", "16", "--batch", "8", "--steps", "10", "--warmup", "3", "--resolutions", "160"]
-    c.run_script("levers", ["bench/train_step.py", "--levers", "--precisions", "fp32" if args.rehearse else "bf16",
-                            *size], need=90, dest="levers.md")
-    c.run_script("data pipeline", ["bench/data_pipeline.py", "--resolutions", "112" if args.rehearse else "160",
-                                   "--clips", "8" if args.rehearse else "32", "--loader-workers",
-                                   "2" if args.rehearse else "8"], need=40, dest="data_pipeline.md")
+    table = phases(c, args.rehearse)
+    chosen = list(table) if args.phases == "all" else [n.strip() for n in args.phases.split(",") if n.strip()]
+    unknown = [n for n in chosen if n not in table]
+    if unknown:
+        p.error(f"unknown --phases {unknown}; choose from {list(table)}")
+    if "e2e" in chosen:
+        c.start_data()
+    for name in chosen:
+        table[name]()
     c.close()
     c.write()
     print("\n" + (out / "goals.md").read_text())

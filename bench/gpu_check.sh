@@ -6,6 +6,7 @@
 #
 #   bash bench/fetch_wheels.sh            # here, once: .whl/ with deepspeed, decord, av, submitit, ...
 #   (device, carry .whl)  bash bench/gpu_check.sh
+#   (device, carry .whl, warm)  PHASES=zero2,224 BUDGET=300 bash bench/gpu_check.sh   # the rest
 #   REHEARSE=1 bash bench/gpu_check.sh    # the same phases on the CPU at toy sizes
 set -uo pipefail
 cd "$(dirname "$0")/.."
@@ -18,6 +19,6 @@ OUT=${OUT:-bench/results/gpu}
 mkdir -p "$OUT"
 nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv 2>/dev/null || echo "no nvidia-smi"
 python3 -c "import torch, deepspeed; print('torch', torch.__version__, 'deepspeed', deepspeed.__version__, 'cuda', torch.cuda.is_available())"
-args=(--out "$OUT" --budget "${BUDGET:-470}")
+args=(--out "$OUT" --budget "${BUDGET:-470}" --phases "${PHASES:-all}")
 [ "${REHEARSE:-0}" = 1 ] && args+=(--rehearse)
 python3 bench/gpu_check.py "${args[@]}" 2>&1 | tee "$OUT/gpu_check.log"

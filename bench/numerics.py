@@ -5,9 +5,13 @@ shipped JSONs run) and bf16 compiled, on the current device.
 
     python bench/numerics.py [--resolution 160] [--frames 16] [--batch 2] [--markdown F]
 
-Tolerances (relative error ||x - ref|| / ||ref||): fp32 compiled 1e-5 (same arithmetic, other
+Tolerances (relative error ||x - ref|| / ||ref||, of the logits and of all trainable gradients
+as one vector, the update the optimizer sees): fp32 compiled 1e-5 (same arithmetic, other
 kernels: only the order of additions differs); bf16 1e-2 (bf16 operands carry 8 bits of mantissa:
-1e-3 to 1e-2 is their rounding). TF32 is off so that the fp32 reference is fp32.
+1e-3 to 1e-2 is their rounding). TF32 is off so that the fp32 reference is fp32. The worst single
+tensor is shown but not judged: the bottleneck's LayerNorm affine gradients are sums over ~3,000
+tokens that nearly cancel, and bf16 eager itself is 0.2-0.6 off there (0.58 on the CPU, 0.23 on the
+H200) while the whole gradient is 5e-3 off.
 """
 from __future__ import annotations
 
@@ -45,7 +49,8 @@ def run_variant(cfg, precision: str, compiled: bool, inputs, device, backend: st
     compile_model(model, cfg.train, device)
     out = model(*inputs)
     out.float().logsumexp(-1).sum().backward()
-    return out.detach().float(), [p.grad.float() for p in model.trainable_parameters()]
+    names = {id(p): n for n, p in model.named_parameters()}
+    return out.detach().float(), {names[id(p)]: p.grad.float() for p in model.trainable_parameters()}
 
 
 def main(argv=None) -> int:
@@ -79,14 +84,17 @@ def main(argv=None) -> int:
     for name in variants:
         out, grads = run_variant(cfg, name.split()[0], name.endswith("compiled"), inputs, device, args.backend)
         err_out = rel(out, ref_out)
-        err_grad = max(rel(a, b) for a, b in zip(grads, ref_grads))
-        ok = err_out <= LIMITS[name] and err_grad <= 10 * LIMITS[name]
-        rows.append(f"| {name} | {err_out:.2e} | {err_grad:.2e} | {LIMITS[name]:.0e} (logits), "
-                    f"{10 * LIMITS[name]:.0e} (gradients) | {'PASS' if ok else 'FAIL'} |")
+        err_grad = rel(torch.cat([g.flatten() for g in grads.values()]),
+                       torch.cat([ref_grads[n].flatten() for n in grads]))
+        worst = max(grads, key=lambda n: rel(grads[n], ref_grads[n]))
+        ok = err_out <= LIMITS[name] and err_grad <= LIMITS[name]
+        rows.append(f"| {name} | {err_out:.2e} | {err_grad:.2e} | {rel(grads[worst], ref_grads[worst]):.2e} ({worst}) | "
+                    f"{LIMITS[name]:.0e} | {'PASS' if ok else 'FAIL'} |")
         print(rows[-1], flush=True)
     text = (f"device: {torch.cuda.get_device_name() if device.type == 'cuda' else 'cpu'}; {d.resolution} px, "
             f"{d.num_frames} frames, batch {args.batch}; against fp32 eager (TF32 off)\n\n"
-            "| variant | logits rel. error | worst gradient rel. error | limit | |\n|---|---|---|---|---|\n"
+            "| variant | logits rel. error | gradient rel. error | worst tensor (not judged) | limit | |\n"
+            "|---|---|---|---|---|---|\n"
             + "\n".join(rows) + "\n")
     print("\n" + text)
     if args.markdown:

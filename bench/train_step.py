@@ -164,6 +164,29 @@ def flops_per_clip(spec: dict, cfg) -> float:
     return _FLOPS[key]
 
 
+def timed_steps(step, steps: int, cuda: bool) -> list[float]:
+    """Seconds per step as training runs them: back to back, the host free to queue step n+1
+    while the GPU runs step n (the trainer reads nothing off the device per step). On the GPU an
+    event is recorded at each step boundary and the device synchronised once at the end, so a
+    host-bound step is not flattered by a sync per step; on the CPU the wall clock per step."""
+    import torch
+
+    if not cuda:
+        times = []
+        for _ in range(steps):
+            t0 = time.perf_counter()
+            step()
+            times.append(time.perf_counter() - t0)
+        return times
+    events = [torch.cuda.Event(enable_timing=True) for _ in range(steps + 1)]
+    events[0].record()
+    for i in range(steps):
+        step()
+        events[i + 1].record()
+    torch.cuda.synchronize()
+    return [a.elapsed_time(b) / 1e3 for a, b in zip(events, events[1:])]
+
+
 def worker(spec: dict) -> dict:
     """One configuration: warm-up (compilation included), then timed steps; the measurements."""
     import numpy as np
@@ -185,13 +208,7 @@ def worker(spec: dict) -> dict:
         torch.cuda.synchronize()
         torch.cuda.reset_peak_memory_stats()
     warmup_s = time.perf_counter() - t0
-    times = []
-    for _ in range(spec["steps"]):
-        t0 = time.perf_counter()
-        step()
-        if cuda:
-            torch.cuda.synchronize()
-        times.append(time.perf_counter() - t0)
+    times = timed_steps(step, spec["steps"], cuda)
     peak_mb = peak_memory_mb(device)
     profile = profile_counts(step) if spec.get("profile") else None
     flops = flops_per_clip(spec, cfg)
@@ -203,16 +220,32 @@ def worker(spec: dict) -> dict:
             "torch": torch.__version__, "warmup_s": warmup_s, "profile": profile}
 
 
+def parameter_layout(spec: dict) -> str:
+    """Where the trainable parameters live: ZeRO-1/2 move them into one flat buffer (each a view
+    at an offset that need not be 16-byte aligned), ZeRO-3 partitions them; else their own tensors."""
+    if spec["engine"] != "deepspeed":
+        return "own"
+    stage = json.loads((ROOT / "ds_configs" / spec["ds_config"]).read_text()).get("zero_optimization", {}).get("stage", 0)
+    return {0: "own", 3: "partitioned"}.get(stage, "flat")
+
+
 def run_specs(specs: list[dict]) -> None:
     """The worker process: each spec in turn, one ``RESULT`` line each. Specs of one group share
     their compiled graphs (a new model instance passes the guards of the first one's graph), so
-    only the first of a group pays the compilation; memory is released and the CUDA peak reset
-    between them, so each peak is its own."""
+    only the first of a group pays the compilation, except where the parameters' layout changes:
+    inductor takes parameters that were 16-byte aligned when it compiled to stay so and does not
+    check them per call, and ZeRO-1/2's flat buffer breaks that (on the H200: "CUDA driver error:
+    misaligned address"), so the graphs are dropped and compiled again. Memory is released and the
+    CUDA peak reset between specs, so each peak is its own."""
     import gc
 
     import torch
 
+    layout = None
     for spec in specs:
+        if spec.get("compile", "eager") != "eager" and layout not in (None, parameter_layout(spec)):
+            torch._dynamo.reset()
+        layout = parameter_layout(spec)
         try:
             result = worker(spec)
         except Exception as e:  # one failed configuration must not hide the others' numbers

@@ -104,7 +104,9 @@ def build_engine(model, cfg: Config, ds_cfg: dict) -> Engine:
     if engine.dp_world_size == 1 and not engine.zero_optimization():
         engine.enable_backward_allreduce = False  # nothing to reduce with; DeepSpeed would still copy
     mode = compile_mode(cfg.train, engine.device)
-    if mode is not None:
+    if mode is not None:  # after initialize: ZeRO-1/2 have moved the parameters into their flat
+        # buffer (views at offsets inductor must see when it compiles: it checks no parameter's
+        # alignment per call, and a graph built on aligned ones faults on the flat views)
         engine.compile(backend=cfg.train.compile_backend, compile_kwargs={"mode": mode, "dynamic": False})
         log.info("torch.compile: mode %s, backend %s (the first steps compile)", mode, cfg.train.compile_backend)
     input_dtype = (torch.float16 if engine.fp16_enabled() else
