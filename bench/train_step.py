@@ -55,8 +55,6 @@ def device_peak(precision: str):
     return None, name
 
 
-
-
 def spec_config(spec: dict):
     """The config of one configuration: the paper's model (or ``spec["config"]``, a YAML) at its size."""
     from mma_dfer.config import load_config
@@ -79,7 +77,7 @@ def build_step(spec: dict, cfg, device, video, audio, label):
     """The step function of one configuration."""
     import torch
 
-    from mma_dfer.engine.engine import build_engine, compile_model, make_optimizer
+    from mma_dfer.engine.engine import build_engine, compile_model, make_optimizer, replays_cudagraphs
     from mma_dfer.engine.trainer import deepspeed_config
     from mma_dfer.models import build_model
 
@@ -117,7 +115,7 @@ def build_step(spec: dict, cfg, device, video, audio, label):
     scaler = torch.amp.GradScaler(device.type, enabled=prec == "fp16")
 
     def step():
-        if mode in ("reduce-overhead", "max-autotune"):
+        if replays_cudagraphs(mode):
             torch.compiler.cudagraph_mark_step_begin()
         with torch.autocast(device.type, dtype=half, enabled=prec != "fp32"):
             loss = loss_fn(model(video, audio).float(), label)
@@ -243,9 +241,9 @@ def run_specs(specs: list[dict]) -> None:
 
     layout = None
     for spec in specs:
-        if spec.get("compile", "eager") != "eager" and layout not in (None, parameter_layout(spec)):
+        previous, layout = layout, parameter_layout(spec)
+        if spec.get("compile", "eager") != "eager" and previous not in (None, layout):
             torch._dynamo.reset()
-        layout = parameter_layout(spec)
         try:
             result = worker(spec)
         except Exception as e:  # one failed configuration must not hide the others' numbers

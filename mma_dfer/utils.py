@@ -50,8 +50,8 @@ def atomic_write_json(path: str | os.PathLike, obj) -> None:
 
 def one_thread_per_process() -> None:
     """Pool initializer: each worker of a process pool computes with one thread. Torch would
-    otherwise give each of N workers a thread per core, N x cores threads on the cores (on a
-    16-core GPU machine, 8 cache writers beside a compile took 30x their time alone)."""
+    otherwise give each of N workers a thread per core, N x cores threads on the cores (the likely
+    reason 8 cache writers beside a compile on a 16-core GPU machine took 30x their time alone)."""
     import torch
 
     torch.set_num_threads(1)

@@ -71,6 +71,11 @@ def autocast_dtype(ds_cfg: dict) -> Optional[torch.dtype]:
             "half": torch.float16}[name]
 
 
+def replays_cudagraphs(mode: Optional[str]) -> bool:
+    """Whether a compiled step in ``mode`` replays CUDA graphs (each step must then be marked)."""
+    return mode in ("reduce-overhead", "max-autotune")
+
+
 class Engine(NamedTuple):
     engine: object  # deepspeed.DeepSpeedEngine (imported lazily: it is slow to import)
     optimizer: torch.optim.Optimizer
@@ -79,8 +84,7 @@ class Engine(NamedTuple):
 
     @property
     def cudagraphs(self) -> bool:
-        """Whether the compiled step replays CUDA graphs (each step must then be marked)."""
-        return self.compile_mode in ("reduce-overhead", "max-autotune")
+        return replays_cudagraphs(self.compile_mode)
 
     @property
     def loss_scaling(self) -> bool:

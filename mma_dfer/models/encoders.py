@@ -16,8 +16,6 @@ from timm.layers import PatchEmbed, trunc_normal_
 from timm.models.vision_transformer import Block
 from torch.utils.checkpoint import checkpoint
 
-DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
-
 
 class ViTEncoder(nn.Module):
     """A ViT whose token sequence is ``[CLS, patches, prompt slots]`` with one learned pos-embed.
