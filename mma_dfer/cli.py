@@ -37,6 +37,7 @@ def cmd_params(args) -> int:
 def main(argv=None) -> int:
     from mma_dfer.config import ConfigError
     from mma_dfer.data.annotations import AnnotationError
+    from mma_dfer.identity import IdentityError
     from mma_dfer.models.checkpoints import CheckpointError
 
     parser = argparse.ArgumentParser(prog="mma-dfer", description=__doc__)
@@ -55,6 +56,6 @@ def main(argv=None) -> int:
     args = parser.parse_args(argv)
     try:
         return args.func(args)
-    except (ConfigError, CheckpointError, AnnotationError) as e:
+    except (ConfigError, CheckpointError, AnnotationError, IdentityError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 2

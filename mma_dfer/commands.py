@@ -48,7 +48,8 @@ def _demo(sub) -> None:
     p = sub.add_parser("demo", help="generate the demo dataset and train the tiny model on CPU")
     p.add_argument("--data", default="data/demo-dfew", help="where the generated dataset goes")
     p.add_argument("--output", default="runs/demo", help="run folder")
-    p.add_argument("--resume", default="never", help="never (default), auto, or a checkpoint folder")
+    p.add_argument("--resume", default="auto", help="auto (default: a finished demo is shown, not retrained), "
+                   "never, or a checkpoint folder")
     p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE")
     p.set_defaults(func=run)
 
@@ -105,7 +106,8 @@ def _predict(sub) -> None:
     p.add_argument("--batch-size", type=int, default=8, help="clips per forward pass")
     p.add_argument("--workers", type=int, default=0, help="processes decoding videos (and finding faces)")
     p.add_argument("--device", choices=("auto", "cpu", "cuda"), default="auto")
-    p.add_argument("--precision", choices=("fp32", "bf16", "fp16"), default="fp32")
+    p.add_argument("--precision", choices=("fp32", "bf16", "fp16"), default=None,
+                   help="default: the run's own (its result.json's precision; fp32 for an authors' file)")
     p.add_argument("--margin", type=float, default=FACE_MARGIN, help="face square = margin x the larger box side")
     p.set_defaults(func=run)
 

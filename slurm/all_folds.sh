@@ -40,8 +40,10 @@
 # way. A node lost mid-run: SLURM marks it down and requeues the task (JobRequeue, --requeue),
 # which resumes from its checkpoint on other nodes; a rank whose peer vanished fails its next
 # collective after train.collective_timeout_s with exit code 76, and this script requeues the
-# task (at most MAX_RESTARTS times). Runs with a valid result.json are skipped, so resubmitting
-# the array is safe.
+# task (at most MAX_RESTARTS times). A run whose folder already holds this config's result is
+# skipped (the trainer compares the config fingerprints), so resubmitting the array is safe; a
+# folder holding another config's run fails its task with exit 2, naming the fields that differ,
+# and is left as it is.
 #SBATCH --job-name=mma-dfer
 #SBATCH --array=0-14
 #SBATCH --nodes=1
@@ -104,12 +106,6 @@ fold=${folds[$(( task % n_folds ))]}
 res=${resolutions[$(( task / n_folds ))]}
 out=$RUNS_ROOT/$DATASET/res$res/fold$fold
 config=${CONFIG:-configs/${DATASET}_${res}.yaml}
-
-if python -c "import sys; from pathlib import Path; from mma_dfer.cluster.submit import valid_result; \
-sys.exit(0 if valid_result(Path('$out/result.json')) else 1)"; then
-  echo "$out: already finished (valid result.json); skipping"
-  exit 0
-fi
 
 sets=(--set "data.dataset=$DATASET" --set "data.fold=$fold" --set "data.resolution=$res" --set "output_dir=$out")
 for kv in $SETS; do sets+=(--set "$kv"); done

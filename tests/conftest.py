@@ -94,3 +94,17 @@ def cpu_sweep(demo_root, tmp_path_factory):
     proc = subprocess.run(cmd, cwd=ROOT, env=env, capture_output=True, text=True, timeout=900)
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
     return runs, cmd, env, proc.stdout
+
+
+def result_stamp(dataset, res, fold, *overrides) -> dict:
+    """``config_fingerprint`` and ``run_identity`` for a hand-made result.json: the identity a run
+    of the defaults (plus ``overrides``) on that fold would have (its fold lists made up)."""
+    from types import SimpleNamespace
+
+    from mma_dfer.config import load_config
+    from mma_dfer.identity import fingerprint, run_identity
+
+    cfg = load_config(None, [f"data.dataset={dataset}", f"data.resolution={res}", f"data.fold={fold}", *overrides])
+    clips = [SimpleNamespace(clip_id=f"{fold}-{i}", label=i % 7) for i in range(10)]
+    identity = run_identity(cfg, {}, clips[:8], clips[8:])
+    return {"config_fingerprint": fingerprint(identity), "run_identity": identity}

@@ -7,15 +7,16 @@ import sys
 import pytest
 
 from mma_dfer.cluster.aggregate import AggregateError, collect
-from tests.conftest import ROOT
+from tests.conftest import ROOT, result_stamp
 
 
-def write_result(root, dataset, res, fold, uar, war, uar2=None, war2=None, sub=""):
+def write_result(root, dataset, res, fold, uar, war, uar2=None, war2=None, sub="", overrides=()):
     d = root / sub / dataset / f"res{res}" / f"fold{fold}"
     d.mkdir(parents=True, exist_ok=True)
     (d / "result.json").write_text(json.dumps({"dataset": dataset, "fold": fold, "resolution": res, "epoch": 25,
                                                "uar": uar, "war": war, "uar_2clip": uar2, "war_2clip": war2,
-                                               "num_test_clips": 100}))
+                                               "num_test_clips": 100,
+                                               **result_stamp(dataset, res, fold, *overrides)}))
     return d / "result.json"
 
 
@@ -85,3 +86,48 @@ def test_corrupt_result_is_an_error_naming_the_file(tmp_path, content):
     (d / "result.json").write_text(content)
     proc = aggregate(tmp_path)
     assert proc.returncode == 2 and f"{d / 'result.json'}: corrupt result file" in proc.stderr
+
+
+def test_folds_of_different_configs_are_an_error_naming_runs_and_fields(tmp_path):
+    # folds 1-4 of the paper's config, fold 5 trained with another learning rate: never one mean
+    for f in range(1, 5):
+        write_result(tmp_path, "dfew", 160, f, 60.0 + f, 70.0)
+    odd = write_result(tmp_path, "dfew", 160, 5, 90.0, 90.0, overrides=["train.lr=0.5"])
+    proc = aggregate(tmp_path)
+    assert proc.returncode == 2, proc.stdout
+    assert "dfew res 160: its folds were made by different configs" in proc.stderr
+    assert str(odd) in proc.stderr and "train.lr: 0.0001 in fold 1, 0.5 in fold 5" in proc.stderr
+    assert "data.fold" not in proc.stderr and "data.split" not in proc.stderr  # those differ by design
+    with pytest.raises(AggregateError, match="different configs"):
+        collect(tmp_path)
+    # the report's lenient mode: the row is kept, without means, saying why
+    from mma_dfer.cluster.aggregate import collect_all
+
+    table, problems = collect_all(tmp_path, strict=False)
+    row = table["dfew"]["160"]
+    assert row["uar_mean"] is None and row["war_mean"] is None and "train.lr" in row["mixed"]
+    assert len(row["folds"]) == 5 and problems == [row["mixed"]]
+
+
+def test_folds_of_one_config_share_its_fingerprint(tmp_path):
+    for f in range(1, 6):
+        write_result(tmp_path, "mafw", 224, f, 44.0, 58.0)
+    row = collect(tmp_path)["mafw"]["224"]
+    assert row["mixed"] is None and row["uar_mean"] == pytest.approx(44.0)
+    prints = {v["config_fingerprint"] for v in row["folds"].values()}
+    assert len(prints) == 5  # each fold its own run identity ...
+    assert isinstance(row["config_fingerprint"], str) and len(row["config_fingerprint"]) == 16  # ... one config
+
+
+@pytest.mark.parametrize("change, message", [
+    ({"dataset": "dfew<img src=x onerror=alert(1)>"}, "dataset="),
+    ({"fold": "1"}, "fold='1' is not a fold"),
+    ({"resolution": "160<b>"}, "resolution="),
+    ({"config_fingerprint": None}, "no run identity"),
+    ({"config_fingerprint": "<script>"}, "config_fingerprint or run_identity malformed"),
+])
+def test_result_fields_the_tables_use_are_validated(tmp_path, change, message):
+    path = write_result(tmp_path, "dfew", 160, 1, 50.0, 60.0)
+    path.write_text(json.dumps({**json.loads(path.read_text()), **change}))
+    proc = aggregate(tmp_path)
+    assert proc.returncode == 2 and str(path) in proc.stderr and message in proc.stderr, proc.stderr

@@ -44,11 +44,17 @@ def test_padded_distributed_predictions_count_each_clip_once():
     assert uar_war([0, 1, 1, 1, 0], pred, 2) == (75.0, 80.0)
 
 
-def test_unpadded_shards_cover_everything_once():
-    for n in (1, 7, 8, 13):
-        for world in (1, 2, 3):
+def test_shards_are_equally_long_and_cover_everything_once_after_merging():
+    # every rank gets as many items (ZeRO-3 needs as many forward passes on every rank); the
+    # padding repeats indices, which merging drops
+    for n in (1, 7, 8, 13, 14):
+        for world in (1, 2, 3, 4):
             parts = [shard(n, r, world) for r in range(world)]
-            assert sorted(i for p in parts for i in p) == list(range(n))
+            assert len({len(p) for p in parts}) == 1 and len(parts[0]) == -(-n // world)
+            assert sorted(set(i for p in parts for i in p)) == list(range(n))
+            idx, _ = merge_shards([(p, np.array(p)) for p in parts])
+            assert idx.tolist() == list(range(n))
+    assert [shard(14, r, 3) for r in range(3)] == [[0, 1, 2, 3, 4], [5, 6, 7, 8, 9], [10, 11, 12, 13, 13]]
 
 
 def test_global_batches_do_not_depend_on_world_size():

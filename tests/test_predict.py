@@ -221,7 +221,8 @@ def test_a_long_video_gets_a_timeline(run_dir, demo_root, tmp_path, capsys):
     assert [r["top_class"] for r in recs if r["window_start"] >= 3] == [b] * 4
     rows = (tmp_path / "t.csv").read_text().splitlines()
     assert rows[0] == ",".join(["file", "window_start", "window_end", "top_class", *DFEW, "faces_detected",
-                                "silent_audio"])
+                                "silent_audio", "precision"])
+    assert all(r["precision"] == "float32" for r in recs) and rows[1].endswith(",float32")
     assert len(rows) == 10 and rows[1].startswith(f"{long},0.0,1.2,{a},")
     assert f"wrote {tmp_path / 't.png'}" in out
 

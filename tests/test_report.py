@@ -10,7 +10,7 @@ import pytest
 
 from mma_dfer.cluster.sweep import load_sweep, restrict, write_definition
 from mma_dfer.report.collect import read_curves
-from tests.conftest import ROOT
+from tests.conftest import ROOT, result_stamp
 
 
 class Cells(HTMLParser):
@@ -18,12 +18,13 @@ class Cells(HTMLParser):
 
     def __init__(self, text):
         super().__init__()
-        self.cells, self.tags, self.urls, self._key = {}, set(), [], None
+        self.cells, self.tags, self.urls, self.attrs, self._key = {}, set(), [], set(), None
         self.feed(text)
 
     def handle_starttag(self, tag, attrs):
         self.tags.add(tag)
         attrs = dict(attrs)
+        self.attrs |= set(attrs)
         self.urls += [attrs[a] for a in ("src", "href") if a in attrs and tag != "svg"]
         self._key = attrs.get("data-key")
         if self._key:
@@ -42,13 +43,13 @@ def cells_of(path):
     return Cells(path.read_text())
 
 
-def write_run(folder, dataset, res, fold, uar, war, uar2=None, war2=None, cm=None, log=None):
+def write_run(folder, dataset, res, fold, uar, war, uar2=None, war2=None, cm=None, log=None, overrides=()):
     folder.mkdir(parents=True, exist_ok=True)
     names = {"dfew": ["happy", "sad", "neutral", "angry", "surprise", "disgust", "fear"]}.get(dataset)
     result = {"dataset": dataset, "fold": fold, "resolution": res, "epoch": 25, "uar": uar, "war": war,
               "uar_2clip": uar2, "war_2clip": war2, "num_test_clips": 10, "skipped_test_clips": [],
               "confusion_matrix": cm, "confusion_matrix_2clip": None, "class_names": names,
-              "trainable_params": 7556639}
+              "trainable_params": 7556639, **result_stamp(dataset, res, fold, *overrides)}
     (folder / "config.yaml").write_text(f"data: {{dataset: {dataset}, resolution: {res}, fold: {fold}}}\n")
     (folder / "result.json").write_text(json.dumps(result))
     if log:
@@ -126,9 +127,60 @@ def test_runs_outside_sweeps_form_table1_and_errors_exit_2(tmp_path):
     assert c["runs outside any sweep/mafw/res224/uar_mean"] == "44.00 (1/5 folds)"
     assert c["runs outside any sweep/mafw/res224/uar_paper"] == "44.11"
     assert report(tmp_path / "absent", out).returncode == 2
+
+
+def test_a_corrupt_or_mixed_run_does_not_block_the_page(tmp_path):
+    # thirty runs' page is not lost to one broken file: it is a failed run with its reason; folds
+    # of different configs get no mean but a visible warning row naming the fields
+    runs = tmp_path / "runs"
+    for f in (1, 2, 3):
+        write_run(runs / f"mafw/res224/fold{f}", "mafw", 224, f, 44.0, 58.0)
     (runs / "mafw/res224/fold2/result.json").write_text("{broken")
+    write_run(runs / "dfew/res160/fold1", "dfew", 160, 1, 60.0, 70.0)
+    write_run(runs / "dfew/res160/fold2", "dfew", 160, 2, 80.0, 90.0, overrides=["model.fusion=none"])
+    (runs / "stray").mkdir()
+    (runs / "stray/result.json").write_text("[]")  # no config.yaml: belongs to no run
+    out = tmp_path / "r.html"
     proc = report(runs, out)
-    assert proc.returncode == 2 and "corrupt result file" in proc.stderr and "fold2" in proc.stderr
+    assert proc.returncode == 0, proc.stderr
+    assert "failed: runs outside any sweep/mafw/res224/fold2" in proc.stdout and "corrupt result file" in proc.stdout
+    page = cells_of(out)
+    assert page.cells["runs outside any sweep/mafw/res224/uar_mean"] == "44.00 ± 0.00 (2/5 folds)"
+    assert page.cells["runs outside any sweep/dfew/res160/uar_mean"] == "—"
+    text = out.read_text()
+    assert "not averaged: dfew res 160: its folds were made by different configs" in text
+    assert "model.fusion: &quot;bottleneck&quot; in fold 1, &quot;none&quot; in fold 2" in text
+    assert f"{runs / 'stray/result.json'}: corrupt result file" in text and "not averaged: dfew res 160" in proc.stdout
+
+
+PAYLOAD = '<img src=x onerror="alert(1)">'
+
+
+def test_every_string_from_a_file_or_folder_is_escaped(tmp_path):
+    # a payload in every field of result.json the page shows, in a folder name and in a variant
+    # folder of a sweep: the page must show them as text, never as elements or attributes
+    runs = tmp_path / "runs"
+    write_definition(restrict(load_sweep(ROOT / "configs/sweeps/table4.yaml"), datasets=["dfew"]), runs)
+    folder = runs / f"table4/{PAYLOAD}/dfew/res160/fold1"
+    result = write_run(folder, "dfew", 160, 1, 50.0, 60.0, cm=[[1] * 7 for _ in range(7)])
+    result.update(class_names=[f"{PAYLOAD}{i}" for i in range(7)], skipped_test_clips=[PAYLOAD],
+                  precision=PAYLOAD, epoch=PAYLOAD, num_test_clips=PAYLOAD, name=PAYLOAD)
+    (folder / "result.json").write_text(json.dumps(result))
+    loose = runs / PAYLOAD / "mafw/res112/fold3"
+    write_run(loose, "mafw", 112, 3, 40.0, 50.0)
+    bad = json.loads((loose / "result.json").read_text())
+    (loose / "result.json").write_text(json.dumps({**bad, "dataset": f"mafw{PAYLOAD}"}))  # corrupt: shown as such
+    (runs / PAYLOAD / "mafw/res112/fold4").mkdir(parents=True)
+    (runs / PAYLOAD / "mafw/res112/fold4/config.yaml").write_text("data: {dataset: mafw, resolution: 112, fold: 4}\n")
+    (runs / PAYLOAD / "mafw/res112/fold4/log.jsonl").write_text(json.dumps({"step": PAYLOAD, "epoch": PAYLOAD}) + "\n")
+    out = tmp_path / "r.html"
+    proc = report(runs, out)
+    assert proc.returncode == 0, proc.stderr
+    page = cells_of(out)
+    assert "img" not in page.tags and "script" not in page.tags
+    assert not any(a.startswith("on") for a in page.attrs), page.attrs
+    text = out.read_text()
+    assert PAYLOAD not in text and "&lt;img src=x onerror=&quot;alert(1)&quot;&gt;" in text
 
 
 def test_curves_keep_the_last_value_of_a_repeated_step_and_count_in_epochs(tmp_path):

@@ -83,10 +83,18 @@ def test_sbatch_all_folds_runs_the_grid_and_the_aggregation(slurm, demo_root, tm
     assert agg["dfew"]["32"]["complete"] and agg["dfew"]["48"]["complete"]
     table = (runs / f"aggregate-{job}.out").read_text()
     assert "### DFEW" in table and "| 48 |" in table
-    # resubmission skips the finished runs
-    job2 = sbatch_all_folds(slurm, runs, "1 2", "32 48", f"data.root={demo_root}", "0-1")
+    # resubmission skips the runs finished with the same config; another config's run fails its
+    # task naming the field and leaves the folder as it was
+    job2 = sbatch_all_folds(slurm, runs, "1 2", "32 48", f"data.root={demo_root} train.epochs=2", "0-1")
     wait_idle(slurm)
     assert "already finished" in (runs / f"slurm-{job2}_0.out").read_text()
+    before = (runs / "dfew/res32/fold1/result.json").read_bytes()
+    job3 = sbatch_all_folds(slurm, runs, "1 2", "32 48", f"data.root={demo_root} train.epochs=3", "0")
+    wait_idle(slurm)
+    assert job_states(slurm, job3).get(f"{job3}_0") == "FAILED"
+    out = (runs / f"slurm-{job3}_0.out").read_text()
+    assert "train.epochs: 2 in the result, 3 now" in out and "failed with exit code 2" in out
+    assert (runs / "dfew/res32/fold1/result.json").read_bytes() == before
 
 
 def test_submitit_fans_out_on_slurm(slurm, demo_root, tmp_path):

@@ -1,5 +1,4 @@
 """Training through DeepSpeed on CPU: learning, exact resume, 2 ranks, errors, outputs."""
-import hashlib
 import json
 
 import pytest
@@ -16,6 +15,14 @@ DEMO = str(ROOT / "configs/demo.yaml")
 def final_module(run_dir):
     tag = checkpointing.resolve(run_dir)
     return torch.load(tag / "mp_rank_00_model_states.pt", weights_only=True)["module"]
+
+
+def reseal(tag_dir):
+    """Record a hand-edited checkpoint's new file hashes in its marker (as if it was written so)."""
+    from mma_dfer.utils import atomic_write_json
+
+    atomic_write_json(tag_dir / checkpointing.MARKER,
+                      {**checkpointing.marker(tag_dir), "files": checkpointing.file_table(tag_dir)})
 
 
 @pytest.mark.slow
@@ -87,27 +94,39 @@ def test_two_ranks_match_one_rank(demo_root, tmp_path):
     assert abs(ra["uar"] - rb["uar"]) < 1e-6
 
 
-def test_half_written_checkpoint_is_never_picked(tmp_path):
+def test_half_written_or_truncated_checkpoint_is_never_picked(tmp_path):
+    from mma_dfer.models.checkpoints import CheckpointError
     from mma_dfer.utils import atomic_write_json
 
-    (tmp_path / "epoch001").mkdir()
-    atomic_write_json(tmp_path / "epoch001" / checkpointing.MARKER,
-                      {"tag": "epoch001", "global_step": 7, "epoch": 1, "step_in_epoch": 0})
-    (tmp_path / "epoch002").mkdir()
+    def complete(tag, step):
+        (tmp_path / tag).mkdir()
+        (tmp_path / tag / "mp_rank_00_model_states.pt").write_bytes(b"weights" * 100)
+        atomic_write_json(tmp_path / tag / checkpointing.MARKER,
+                          {"tag": tag, "global_step": step, "epoch": 1, "step_in_epoch": 0,
+                           "files": checkpointing.file_table(tmp_path / tag)})
+
+    complete("epoch001", 7)
+    (tmp_path / "epoch002").mkdir()  # a save killed before its marker
     (tmp_path / "epoch002" / "mp_rank_00_model_states.pt").write_bytes(b"partial")
     assert checkpointing.latest(tmp_path)["tag"] == "epoch001"
+    complete("epoch003", 21)
+    (tmp_path / "epoch003/mp_rank_00_model_states.pt").write_bytes(b"weights" * 50)  # truncated afterwards
+    assert checkpointing.latest(tmp_path)["tag"] == "epoch001"
+    (tmp_path / "epoch001/mp_rank_00_model_states.pt").write_bytes(b"weighTs" * 100)  # same size, other bytes
+    with pytest.raises(CheckpointError, match="epoch001/mp_rank_00_model_states.pt: changed since"):
+        checkpointing.verify(tmp_path / "epoch001")
 
 
 def test_non_finite_loss_stops_and_leaves_the_checkpoint(demo_root, tmp_path):
+    # lr 1e30: epoch 1's one step is finite and blows the weights up; epoch 2's loss is not finite
     out = tmp_path / "run"
-    common = ["--config", DEMO, "--set", f"data.root={demo_root}", "--set", f"output_dir={out}"]
-    run_train(*common, "--set", "train.epochs=1")
-    ckpt = out / "checkpoints/epoch001/mp_rank_00_model_states.pt"
-    digest = hashlib.sha256(ckpt.read_bytes()).hexdigest()
-    bad = run_train(*common, "--set", "train.epochs=2", "--set", "train.lr=1e30", check=False)
-    assert bad.returncode == 2 and "non-finite loss at epoch 2" in bad.stderr
-    assert hashlib.sha256(ckpt.read_bytes()).hexdigest() == digest
+    bad = run_train("--config", DEMO, "--set", f"data.root={demo_root}", "--set", f"output_dir={out}",
+                    "--set", "train.epochs=2", "--set", "train.max_steps_per_epoch=1", "--set", "train.lr=1e30",
+                    check=False)
+    assert bad.returncode == 2 and "non-finite loss at epoch 2" in bad.stderr, bad.stderr[-2000:]
     assert checkpointing.latest(out / "checkpoints")["tag"] == "epoch001"
+    checkpointing.verify(out / "checkpoints/epoch001")  # every file as its marker recorded it
+    assert not (out / "result.json").exists()
 
 
 def test_bf16_engine_trains_and_resumes(demo_root, tmp_path):
@@ -115,7 +134,8 @@ def test_bf16_engine_trains_and_resumes(demo_root, tmp_path):
     out = tmp_path / "run"
     common = ["--config", DEMO, "--deepspeed_config", str(ROOT / "ds_configs/cpu_bf16.json"),
               "--set", f"data.root={demo_root}", "--set", f"output_dir={out}", "--set", "train.max_steps_per_epoch=2"]
-    run_train(*common, "--set", "train.epochs=1")
+    stopped = run_train(*common, "--set", "train.epochs=2", env={FAULT_ENV: "2"}, check=False)
+    assert stopped.returncode == PREEMPTED_EXIT_CODE, stopped.stderr[-3000:]
     module = final_module(out)
     assert {v.dtype for v in module.values()} == {torch.float32}
     resumed = run_train(*common, "--set", "train.epochs=2")
@@ -133,8 +153,10 @@ def test_fp16_autocast_engine_scales_the_loss_and_resumes_it(demo_root, tmp_path
               "--set", "train.log_every=1", "--set", "eval.clips=[1]"]
     from mma_dfer.models.checkpoints import safe_load
 
-    run_train(*common, "--set", "train.epochs=1")
-    states = checkpointing.resolve(out) / checkpointing.MODEL_STATES
+    stopped = run_train(*common, "--set", "train.epochs=2", env={FAULT_ENV: "2"}, check=False)
+    assert stopped.returncode == PREEMPTED_EXIT_CODE, stopped.stderr[-3000:]
+    tag = checkpointing.resolve(out)
+    states = tag / checkpointing.MODEL_STATES
     client = safe_load(states)
     def scales():
         logged = [json.loads(line) for line in (out / "log.jsonl").read_text().splitlines()]
@@ -142,6 +164,7 @@ def test_fp16_autocast_engine_scales_the_loss_and_resumes_it(demo_root, tmp_path
     assert client["grad_scaler"]["scale"] == scales()[-1] <= 2 ** 16
     client["grad_scaler"]["scale"] = 1024.0  # far from GradScaler's fresh 65536
     torch.save(client, states)
+    reseal(tag)  # a checkpoint edited by hand would be refused: record its new hashes
     run_train(*common, "--set", "train.epochs=2")
     assert len(scales()) == 4 and scales()[2] in (1024.0, 512.0)  # continued from the checkpoint's scale
     assert json.loads((out / "result.json").read_text())["precision"] == "autocast-float16"
@@ -175,7 +198,8 @@ def test_zero3_run_resumes_and_evaluates_without_deepspeed(demo_root, tmp_path):
     out = tmp_path / "run"
     common = ["--config", DEMO, "--deepspeed_config", str(ds), "--set", f"data.root={demo_root}",
               "--set", f"output_dir={out}", "--set", "train.max_steps_per_epoch=2"]
-    run_train(*common, "--set", "train.epochs=1")
+    stopped = run_train(*common, "--set", "train.epochs=2", env={FAULT_ENV: "3"}, check=False)
+    assert stopped.returncode == PREEMPTED_EXIT_CODE, stopped.stderr[-3000:]
     assert "resumed from" in run_train(*common, "--set", "train.epochs=2").stderr
     tag = checkpointing.resolve(out)
     assert not (tag / checkpointing.MODEL_STATES).exists()
@@ -294,14 +318,19 @@ def test_evaluate_an_authors_checkpoint(demo_root, tmp_path, monkeypatch):
 
 
 def test_resume_from_an_explicit_checkpoint_writes_into_the_new_run(demo_root, tmp_path):
+    # --resume PATH continues the same config's run from a checkpoint elsewhere (new checkpoints
+    # go to this run's folder); another config is refused, naming the field
     first, second = tmp_path / "first", tmp_path / "second"
-    common = ["--config", DEMO, "--set", f"data.root={demo_root}"]
-    run_train(*common, "--set", "train.epochs=1", "--set", f"output_dir={first}")
-    proc = run_train(*common, "--set", "train.epochs=2", "--set", f"output_dir={second}",
-                     "--resume", str(first / "checkpoints/epoch001"))
+    common = ["--config", DEMO, "--set", f"data.root={demo_root}", "--set", "train.epochs=2"]
+    stopped = run_train(*common, "--set", f"output_dir={first}", env={FAULT_ENV: "3"}, check=False)
+    assert stopped.returncode == PREEMPTED_EXIT_CODE
+    bad = run_train(*common, "--set", f"output_dir={second}", "--set", "train.seed=2",
+                    "--resume", str(first / "checkpoints/step0000003"), check=False)
+    assert bad.returncode == 2 and "train.seed: 1 in the checkpoint, 2 now" in bad.stderr and not second.exists()
+    proc = run_train(*common, "--set", f"output_dir={second}", "--resume", str(first / "checkpoints/step0000003"))
     assert "resumed from" in proc.stderr
     assert checkpointing.latest(second / "checkpoints")["tag"] == "epoch002"
-    assert [m["tag"] for m in checkpointing.complete_tags(first / "checkpoints")] == ["epoch001"]
+    assert [m["tag"] for m in checkpointing.complete_tags(first / "checkpoints")] == ["step0000003"]
     assert json.loads((second / "result.json").read_text())["epoch"] == 2
     bad = run_train(*common, "--set", f"output_dir={tmp_path / 'x'}", "--resume", str(tmp_path / "nothing"), check=False)
     assert bad.returncode == 2 and "not a complete checkpoint" in bad.stderr

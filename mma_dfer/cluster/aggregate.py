@@ -4,7 +4,10 @@ Per (dataset, resolution): the per-fold UAR/WAR (1-clip and 2-clip), mean and sa
 over the folds, and the paper's Table 1 numbers beside them. A fold that is missing (no
 result, or a run folder whose training failed) is listed by name and the row is marked
 incomplete; its mean is over the folds present and flagged, never passed off as the 5-fold
-mean. Two results for one fold, or a corrupt result, are errors naming the files.
+mean. The folds of a row must have been made by one config (the same run identity but for
+the fold: :func:`mma_dfer.identity.group_fingerprint`); folds of different configs are never
+averaged. Two results for one fold, a corrupt result or folds of different configs are errors
+naming the files (``strict``), or, for the report, problems recorded in the table.
 """
 from __future__ import annotations
 
@@ -12,16 +15,19 @@ import argparse
 import csv
 import io
 import json
+import re
 import statistics
 import sys
 from pathlib import Path
 from typing import Optional
 
+from mma_dfer.identity import PER_FOLD, differences, group_fingerprint
 from mma_dfer.utils import atomic_write_json, atomic_write_text, parse_int_list
 
 FOLDS = (1, 2, 3, 4, 5)
 REQUIRED = ("dataset", "fold", "resolution", "uar", "war")
 METRICS = ("uar", "war", "uar_2clip", "war_2clip")
+HEX = re.compile(r"^[0-9a-f]{8,64}$")
 
 # MMA-DFER, paper Table 1: (UAR, WAR) 1-clip and 2-clip ("*").
 PAPER = {
@@ -33,10 +39,16 @@ PAPER = {
 
 
 class AggregateError(RuntimeError):
-    """A result file is corrupt or a fold has two results; names the files."""
+    """A result file is corrupt, a fold has two results, or a row mixes configs; names the files."""
+
+
+def _is_int(v) -> bool:
+    return isinstance(v, int) and not isinstance(v, bool)
 
 
 def read_result(path: Path) -> dict:
+    """A result file whose every field the tables use is well-formed (dataset, fold, resolution,
+    metrics, run identity); an :class:`AggregateError` naming the file and the field otherwise."""
     try:
         data = json.loads(path.read_text())
     except (OSError, ValueError) as e:
@@ -46,8 +58,20 @@ def read_result(path: Path) -> dict:
         raise AggregateError(f"{path}: corrupt result file (missing {missing})")
     for k in METRICS:
         v = data.get(k)
-        if v is not None and not isinstance(v, (int, float)):
+        if v is not None and (isinstance(v, bool) or not isinstance(v, (int, float))):
             raise AggregateError(f"{path}: corrupt result file ({k}={v!r} is not a number)")
+    if data["dataset"] not in PAPER:
+        raise AggregateError(f"{path}: corrupt result file (dataset={data['dataset']!r} is not one of {list(PAPER)})")
+    if not _is_int(data["fold"]) or not 1 <= data["fold"] <= 5:
+        raise AggregateError(f"{path}: corrupt result file (fold={data['fold']!r} is not a fold 1-5)")
+    if not _is_int(data["resolution"]) or data["resolution"] <= 0:
+        raise AggregateError(f"{path}: corrupt result file (resolution={data['resolution']!r} is not a size)")
+    fp, identity = data.get("config_fingerprint"), data.get("run_identity")
+    if fp is None or identity is None:
+        raise AggregateError(f"{path}: no run identity (config_fingerprint, run_identity): written before run "
+                             "identities or by hand, so it cannot be checked against the other folds")
+    if not isinstance(fp, str) or not HEX.match(fp) or not isinstance(identity, dict):
+        raise AggregateError(f"{path}: corrupt result file (config_fingerprint or run_identity malformed)")
     return data
 
 
@@ -55,19 +79,26 @@ def _under(path: Path, folders) -> bool:
     return any(path.is_relative_to(f) for f in folders)
 
 
-def _failed_runs(root: Path, exclude=()) -> dict:
-    """Run folders (a saved config.yaml) without a result: (dataset, res, fold) -> folder."""
+def _run_key(folder: Path) -> Optional[tuple]:
+    """(dataset, res, fold) of a run folder, read off its saved ``config.yaml``; None if unreadable."""
     import yaml
 
+    try:
+        data = (yaml.safe_load((folder / "config.yaml").read_text()) or {}).get("data", {})
+        return str(data["dataset"]), str(int(data["resolution"])), int(data["fold"])
+    except (OSError, ValueError, KeyError, TypeError, AttributeError, yaml.YAMLError):
+        return None
+
+
+def _failed_runs(root: Path, exclude=()) -> dict:
+    """Run folders (a saved config.yaml) without a result: (dataset, res, fold) -> folder."""
     out = {}
     for cfg_path in root.rglob("config.yaml"):
         if (cfg_path.parent / "result.json").exists() or _under(cfg_path, exclude):
             continue
-        try:
-            data = (yaml.safe_load(cfg_path.read_text()) or {}).get("data", {})
-            out[(data["dataset"], str(data["resolution"]), int(data["fold"]))] = cfg_path.parent
-        except (OSError, ValueError, KeyError, TypeError, yaml.YAMLError):
-            continue
+        key = _run_key(cfg_path.parent)
+        if key is not None:
+            out[key] = cfg_path.parent
     return out
 
 
@@ -77,42 +108,96 @@ def _stats(values: list[float]) -> tuple[Optional[float], Optional[float]]:
     return statistics.fmean(values), statistics.stdev(values) if len(values) > 1 else None
 
 
-def collect(root: str | Path, folds=FOLDS, resolutions: Optional[list[str]] = None, exclude=()) -> dict:
-    """The aggregate JSON: ``{dataset: {resolution: {"folds": {fold: {...}}, "uar_mean", ...}}}``.
-    Runs under the ``exclude`` folders are left out (the report: sweeps apart from loose runs)."""
+def mixed_configs(label: str, results: dict) -> Optional[str]:
+    """Why the folds ``results`` ({fold: (path, result)}) of one row must not be averaged (they
+    were made by different configs: which folds, which fields), or None."""
+    groups: dict = {}
+    for fold, (path, r) in sorted(results.items()):
+        groups.setdefault(group_fingerprint(r["run_identity"]), []).append((fold, path, r))
+    if len(groups) < 2:
+        return None
+    (fp0, first), *others = groups.items()
+    base_fold, base_path, base = first[0]
+    lines = [f"{label}: its folds were made by different configs, not averaged: "
+             + "; ".join(f"fold(s) {[f for f, _, _ in runs]} config {fp}" for fp, runs in groups.items())]
+    for _, runs in others:
+        fold, path, r = runs[0]
+        lines.append(f"  {path} against {base_path}:")
+        lines += ["    " + d for d in differences(base["run_identity"], r["run_identity"], f"fold {base_fold}",
+                                                  f"in fold {fold}", skip=PER_FOLD)]
+    return "\n".join(lines)
+
+
+def collect_all(root: str | Path, folds=FOLDS, resolutions: Optional[list[str]] = None, exclude=(),
+                strict: bool = True) -> tuple[dict, list]:
+    """The aggregate JSON (``{dataset: {resolution: {"folds": {fold: {...}}, "uar_mean", ...}}}``)
+    and the problems that are not in it. Runs under the ``exclude`` folders are left out (the
+    report: sweeps apart from loose runs). ``strict``: the first problem is an AggregateError;
+    otherwise a corrupt result is its fold's failure (``row["corrupt"]``, or a problem when its
+    folder names no fold), a duplicate a problem, and a row of mixed configs has no means and
+    says why (``row["mixed"]``)."""
     root = Path(root)
     if not root.is_dir():
         raise AggregateError(f"runs root {root} does not exist")
     exclude = [Path(f) for f in exclude]
     found: dict = {}
+    corrupt: dict = {}
+    problems: list = []
+
+    def problem(message: str) -> None:
+        if strict:
+            raise AggregateError(message)
+        problems.append(message)
+
     for path in sorted(root.rglob("result.json")):
         if _under(path, exclude):
             continue
-        r = read_result(path)
+        try:
+            r = read_result(path)
+        except AggregateError as e:
+            key = None if strict else _run_key(path.parent)
+            if key is None:
+                problem(str(e))
+            else:
+                corrupt[key] = (path.parent, str(e))
+            continue
         key = (str(r["dataset"]), str(r["resolution"]), int(r["fold"]))
         if key in found:
-            raise AggregateError(f"two results for {key[0]} res {key[1]} fold {key[2]}: {found[key][0]} and {path}")
+            problem(f"two results for {key[0]} res {key[1]} fold {key[2]}: {found[key][0]} and {path}")
+            continue
         found[key] = (path, r)
     failed = _failed_runs(root, exclude)
     table: dict = {}
-    groups = {(d, res) for d, res, _ in list(found) + list(failed)}
+    groups = {(d, res) for d, res, _ in list(found) + list(failed) + list(corrupt)}
     groups |= {(d, res) for d in {g[0] for g in groups} for res in (resolutions or [])}
     for dataset, res in sorted(groups, key=lambda g: (g[0], int(g[1]))):
-        row: dict = {"folds": {}}
-        for fold in folds:
-            if (dataset, res, fold) in found:
-                path, r = found[(dataset, res, fold)]
-                row["folds"][str(fold)] = {**{k: r.get(k) for k in METRICS}, "file": str(path)}
+        present = {f: found[(dataset, res, f)] for f in folds if (dataset, res, f) in found}
+        row: dict = {"folds": {str(f): {**{k: r.get(k) for k in METRICS}, "file": str(path),
+                                        "config_fingerprint": r["config_fingerprint"]}
+                               for f, (path, r) in present.items()}}
         row["missing"] = [f for f in folds if str(f) not in row["folds"]]
         row["failed"] = {str(f): str(failed[(dataset, res, f)]) for f in folds if (dataset, res, f) in failed}
+        row["corrupt"] = {str(f): corrupt[(dataset, res, f)][1] for f in folds if (dataset, res, f) in corrupt}
+        row["failed"].update({str(f): str(corrupt[(dataset, res, f)][0]) for f in folds if (dataset, res, f) in corrupt})
         row["complete"] = not row["missing"]
+        mixed = mixed_configs(f"{dataset} res {res}", present)
+        if mixed:
+            problem(mixed)
+        row["mixed"] = mixed
+        row["config_fingerprint"] = (group_fingerprint(next(iter(present.values()))[1]["run_identity"])
+                                     if present and not mixed else None)
         for m in METRICS:
             vals = [v[m] for v in row["folds"].values() if v[m] is not None]
-            row[f"{m}_mean"], row[f"{m}_std"] = _stats(vals)
+            row[f"{m}_mean"], row[f"{m}_std"] = _stats([] if mixed else vals)
         paper = PAPER.get(dataset, {}).get(res)
         row["paper"] = dict(zip(METRICS, paper)) if paper else None
         table.setdefault(dataset, {})[res] = row
-    return table
+    return table, problems
+
+
+def collect(root: str | Path, folds=FOLDS, resolutions: Optional[list[str]] = None, exclude=()) -> dict:
+    """:func:`collect_all` in strict mode: the table, or an AggregateError for the first problem."""
+    return collect_all(root, folds, resolutions, exclude, strict=True)[0]
 
 
 def _cell(mean, std, complete: bool, n: int, total: int) -> str:

@@ -1,7 +1,9 @@
 """The fold x resolution fan-out (or a sweep's runs) through submitit (SLURM job arrays, or local/debug executors).
 
-Each job runs :class:`TrainJob`, a picklable callable: it skips a fold whose ``result.json`` is
-already valid, otherwise trains with ``--resume auto`` semantics. On SLURM's warning signal
+Each job runs :class:`TrainJob`, a picklable callable: it trains with ``--resume auto``
+semantics, so a run whose folder holds this config's finished result is skipped, and one whose
+folder holds another config's run fails with the fields that differ. The same check runs before
+submission, so that neither is submitted. On SLURM's warning signal
 (submitit's USR2, or USR1/TERM) the trainer writes a step checkpoint at the next step boundary
 and stops; the signal is then handed back to submitit, whose handler calls
 :meth:`TrainJob.checkpoint` and requeues the job, which resumes from that checkpoint.
@@ -50,16 +52,16 @@ class TrainJob:
         self.config, self.deepspeed_config = config, deepspeed_config
         self.overrides, self.output_dir = list(overrides), output_dir
 
-    def __call__(self) -> dict:
+    def make_config(self):
         from mma_dfer.config import load_config
+
+        return load_config(self.config, [*self.overrides, f"output_dir={self.output_dir}"])
+
+    def __call__(self) -> dict:
         from mma_dfer.engine.trainer import Preempted, run
 
-        done = valid_result(Path(self.output_dir) / "result.json")
-        if done is not None:
-            print(f"{self.output_dir}: already finished (valid result.json); skipping")
-            return done
         _export_distributed_env()
-        cfg = load_config(self.config, [*self.overrides, f"output_dir={self.output_dir}"])
+        cfg = self.make_config()
         try:
             return run(cfg, self.deepspeed_config, resume="auto")
         except Preempted as e:
@@ -166,15 +168,22 @@ def submit(args) -> int:
             return 2
     else:
         planned = _grid(args, runs_root)
-    todo = []
+    todo, refused = [], 0
+    world = max(args.gpus_per_node, 1) * args.nodes
     for meta, job in planned:
-        if valid_result(Path(job.output_dir) / "result.json") is not None:
-            print(f"skip {_describe(meta)}: {Path(job.output_dir) / 'result.json'} exists")
+        try:
+            done = finished(job, world)
+        except run_errors() as e:  # this run's problem is reported, the others still submitted
+            refused += 1
+            print(f"error: {_describe(meta)} not submitted: {e}", file=sys.stderr)
+            continue
+        if done is not None:
+            print(f"skip {_describe(meta)}: {Path(job.output_dir) / 'result.json'} holds this config's result")
             continue
         todo.append((meta, job))
     if not todo:
-        print("nothing to submit: every run has a valid result.json")
-        return 0
+        print("nothing to submit: every run has its config's result" if not refused else "nothing submitted")
+        return 2 if refused else 0
     ex = make_executor(args, log_dir)
     with ex.batch():
         for _, job in todo:
@@ -190,6 +199,9 @@ def submit(args) -> int:
     old = json.loads(manifest.read_text()) if manifest.is_file() else []
     atomic_write_json(manifest, old + entries)
     print(f"manifest: {manifest}")
+    if refused:
+        print(f"{refused} run(s) not submitted (above)", file=sys.stderr)
+        return 2
     if args.wait or ex.cluster == "debug":
         failed = 0
         for entry, job in zip(entries, jobs):
@@ -201,6 +213,28 @@ def submit(args) -> int:
                 print(f"job {entry['job_id']} FAILED: {str(e).splitlines()[-1] if str(e) else type(e).__name__}")
         return 1 if failed else 0
     return 0
+
+
+def finished(job: TrainJob, world: int) -> Optional[dict]:
+    """The finished result of ``job``'s config in its run folder, or None when it is still to run;
+    an :class:`~mma_dfer.identity.IdentityError` when the folder holds another config's run."""
+    from mma_dfer.engine import run_folder
+    from mma_dfer.engine.trainer import planned_identity
+
+    identity, _ = planned_identity(job.make_config(), job.deepspeed_config, world)
+    return run_folder.claim(Path(job.output_dir), identity, "auto")
+
+
+def run_errors() -> tuple:
+    """The exceptions that are a problem of one run's config, data or folder (named in their
+    message), not a bug."""
+    from mma_dfer.config import ConfigError
+    from mma_dfer.data.annotations import AnnotationError
+    from mma_dfer.engine.trainer import TrainingError
+    from mma_dfer.identity import IdentityError
+    from mma_dfer.models.checkpoints import CheckpointError
+
+    return ConfigError, AnnotationError, TrainingError, IdentityError, CheckpointError
 
 
 def job_state(entry: dict) -> str:

@@ -176,6 +176,18 @@ def audio_window(fb: Optional[torch.Tensor], idx: np.ndarray, n: int, cfg: DataC
     return A.normalize(A.window(fb, start, cfg.audio_frames)).unsqueeze(0)
 
 
+def placeholder_inputs(cfg: DataConfig, clips: int = 1) -> tuple[torch.Tensor, torch.Tensor]:
+    """One clip of zeros in the model's input shapes, (video, audio) with a batch of 1 (and a
+    clip axis for C > 1): the forward pass a rank runs when all its clips were skipped, so that
+    every rank runs as many as the others (ZeRO-3 gathers the weights in each)."""
+    video = torch.zeros(1, cfg.num_frames, 3, cfg.resolution, cfg.resolution)
+    audio = torch.zeros(1, 1, cfg.audio_frames, cfg.mel_bins)
+    if clips > 1:
+        video, audio = video.unsqueeze(1).expand(1, clips, *video.shape[1:]), audio.unsqueeze(1).expand(
+            1, clips, *audio.shape[1:])
+    return video, audio
+
+
 def collate(items: list[dict]) -> dict:
     """Stack the good items; ``skipped`` lists (index, reason) of the bad ones."""
     good = [it for it in items if "skipped" not in it]

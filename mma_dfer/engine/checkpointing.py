@@ -1,14 +1,19 @@
-"""DeepSpeed checkpoints that are complete or ignored.
+"""DeepSpeed checkpoints that are complete, unchanged and made by the same config, or not used.
 
 Each save writes DeepSpeed's files under ``checkpoints/<tag>/``; only after every rank has
-finished (a barrier) does rank 0 write ``<tag>/complete.json`` (atomically). ``--resume auto``
-takes the newest tag with that marker, so a checkpoint cut short by a crash or a kill is never
-picked. Older complete tags beyond ``keep`` are removed.
+finished (a barrier) does rank 0 write ``<tag>/complete.json`` (atomically), which records the
+run's identity and every file's size and sha256. ``--resume auto`` takes the newest tag with
+that marker whose files still have their sizes, so a checkpoint cut short by a crash, a kill or
+a full disk is never picked; before anything is loaded the files are checked against their
+hashes and read with ``weights_only=True`` (DeepSpeed's own loader unpickles anything). Older
+complete tags beyond ``keep`` and folders left incomplete by a killed save are removed.
 """
 from __future__ import annotations
 
+import hashlib
 import io
 import json
+import logging
 import shutil
 from pathlib import Path
 from typing import Optional
@@ -18,36 +23,100 @@ import torch.distributed as dist
 
 from mma_dfer.utils import atomic_write_bytes, atomic_write_json
 
+log = logging.getLogger(__name__)
+
 MARKER = "complete.json"
+MODEL_STATES = "mp_rank_00_model_states.pt"  # DeepSpeed's file with the module state dict (stages 0-2)
+ZERO3_MODULE = "trainable_module.pt"  # ours, for ZeRO-3: the gathered trainable weights
 
 
-def save(engine, ckpt_dir: Path, tag: str, client_state: dict, is_main: bool, keep: int = 2) -> None:
+def _barrier() -> None:
+    if dist.is_initialized():
+        dist.barrier()
+
+
+def save(engine, ckpt_dir: Path, tag: str, client_state: dict, is_main: bool, identity: dict,
+         before_marker=None, keep: int = 2) -> None:
+    """Write tag ``tag`` on every rank (DeepSpeed's files, then ``before_marker()``'s, e.g. the
+    rank's RNG states), then (rank 0) its marker with ``identity`` ({"config_fingerprint",
+    "identity"} of the run) and the files' hashes, then prune."""
+    tag_dir = Path(ckpt_dir) / tag
+    if is_main and tag_dir.exists():  # a folder left by a killed save of this tag: never mix its files in
+        shutil.rmtree(tag_dir)
+    _barrier()
     # The frozen encoder weights are not saved: they come back from the pretrained files (or
     # the seeded random init) when the model is rebuilt, which keeps a checkpoint at ~90 MB.
     engine.save_checkpoint(str(ckpt_dir), tag=tag, client_state=client_state, save_latest=False,
                            exclude_frozen_parameters=True)
     if engine.zero_optimization_stage() == 3:
-        save_gathered_trainables(engine, ckpt_dir / tag, is_main)
-    if dist.is_initialized():
-        dist.barrier()
+        save_gathered_trainables(engine, tag_dir, is_main)
+    if before_marker is not None:
+        before_marker()
+    _barrier()
     if is_main:
-        atomic_write_json(ckpt_dir / tag / MARKER, {"tag": tag, "global_step": client_state["global_step"],
-                                                     "epoch": client_state["epoch"],
-                                                     "step_in_epoch": client_state["step_in_epoch"]})
+        _test_hook_kill("save", tag)
+        atomic_write_json(tag_dir / MARKER, {"tag": tag, "global_step": client_state["global_step"],
+                                             "epoch": client_state["epoch"],
+                                             "step_in_epoch": client_state["step_in_epoch"], **identity,
+                                             "files": file_table(tag_dir)})
         for old in complete_tags(ckpt_dir)[:-keep]:
-            shutil.rmtree(ckpt_dir / old["tag"], ignore_errors=True)
-    if dist.is_initialized():
-        dist.barrier()
+            shutil.rmtree(Path(ckpt_dir) / old["tag"], ignore_errors=True)
+        for leftover in Path(ckpt_dir).iterdir():
+            if leftover.is_dir() and not (leftover / MARKER).is_file():
+                shutil.rmtree(leftover, ignore_errors=True)
+    _barrier()
+
+
+KILL_ENV = "MMA_DFER_TEST_KILL_AT"  # test hook: "save:<tag>" SIGKILLs rank 0 before that tag's marker
+
+
+def _test_hook_kill(where: str, what: str) -> None:
+    import os
+    import signal
+
+    if os.environ.get(KILL_ENV) == f"{where}:{what}":
+        os.kill(os.getpid(), signal.SIGKILL)
+
+
+def _sha256(path: Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 24), b""):
+            h.update(block)
+    return h.hexdigest()
+
+
+def file_table(tag_dir: Path) -> dict:
+    """{file name: {size, sha256}} of every file of a tag folder but its marker."""
+    return {p.name: {"size": p.stat().st_size, "sha256": _sha256(p)}
+            for p in sorted(Path(tag_dir).iterdir()) if p.is_file() and p.name != MARKER}
+
+
+def _sizes_match(tag_dir: Path, marker: dict) -> bool:
+    files = marker.get("files")
+    if not isinstance(files, dict) or not files:
+        return False
+    try:
+        return all((tag_dir / name).stat().st_size == f["size"] for name, f in files.items())
+    except (OSError, KeyError, TypeError):
+        return False
 
 
 def complete_tags(ckpt_dir: Path) -> list[dict]:
-    """Markers of complete checkpoints, oldest first."""
+    """Markers of complete checkpoints whose files still have their recorded sizes, oldest first."""
     out = []
     for marker in Path(ckpt_dir).glob(f"*/{MARKER}"):
         try:
-            out.append(json.loads(marker.read_text()))
+            data = json.loads(marker.read_text())
         except (OSError, ValueError):
             continue
+        if not isinstance(data, dict) or not isinstance(data.get("global_step"), int):
+            continue
+        if _sizes_match(marker.parent, data):
+            out.append(data)
+        else:
+            log.warning("%s: its files are missing or not the size its marker records (truncated?); not used",
+                        marker.parent)
     return sorted(out, key=lambda m: m["global_step"])
 
 
@@ -56,8 +125,47 @@ def latest(ckpt_dir: Path) -> Optional[dict]:
     return tags[-1] if tags else None
 
 
-MODEL_STATES = "mp_rank_00_model_states.pt"  # DeepSpeed's file with the module state dict (stages 0-2)
-ZERO3_MODULE = "trainable_module.pt"  # ours, for ZeRO-3: the gathered trainable weights
+def verify(tag_dir: Path) -> dict:
+    """The marker of a tag folder whose every file matches its recorded size and sha256 (a
+    :class:`CheckpointError` naming the file otherwise)."""
+    from mma_dfer.models.checkpoints import CheckpointError
+
+    tag_dir = Path(tag_dir)
+    try:
+        data = marker(tag_dir)
+    except (OSError, ValueError) as e:
+        raise CheckpointError(f"{tag_dir}: not a complete checkpoint (no readable {MARKER}: {e})") from None
+    files = data.get("files")
+    if not isinstance(files, dict) or not files:
+        raise CheckpointError(f"{tag_dir}/{MARKER} lists no files (made before checksummed checkpoints?)")
+    for name, f in files.items():
+        path = tag_dir / name
+        if not path.is_file():
+            raise CheckpointError(f"{path}: missing from a complete checkpoint")
+        if path.stat().st_size != f.get("size") or _sha256(path) != f.get("sha256"):
+            raise CheckpointError(f"{path}: changed since the checkpoint was written (size or sha256 differs "
+                                  f"from {MARKER}): truncated or corrupt")
+    return data
+
+
+# Non-tensor objects that DeepSpeed's checkpoint files hold (seen in 0.19.8's ZeRO-1/2/3 optimizer
+# files), allowed when they are read with weights_only=True; any other global is refused.
+def deepspeed_safe_globals() -> list:
+    from deepspeed.runtime.fp16.loss_scaler import DynamicLossScaler, LossScaler
+    from deepspeed.runtime.zero.config import ZeroStageEnum
+    from deepspeed.utils.tensor_fragment import fragment_address
+
+    return [LossScaler, DynamicLossScaler, ZeroStageEnum, fragment_address]
+
+
+def use_safe_loading(engine) -> None:
+    """Make every file DeepSpeed's ``load_checkpoint`` reads go through ``weights_only=True``
+    loading (its own engine unpickles with ``weights_only=False``, which runs any code a file
+    carries). A file with another global is refused with a :class:`CheckpointError` naming it."""
+    from mma_dfer.models.checkpoints import safe_load
+
+    allowed = deepspeed_safe_globals()
+    engine.checkpoint_engine.load = lambda path, map_location=None: safe_load(path, allowed)
 
 
 def save_gathered_trainables(engine, tag_dir: Path, is_main: bool) -> None:
@@ -83,14 +191,24 @@ def saved_module(tag_dir: Path) -> dict:
     tag_dir = Path(tag_dir)
     if not (tag_dir / MODEL_STATES).is_file() and (tag_dir / ZERO3_MODULE).is_file():
         return safe_load(tag_dir / ZERO3_MODULE)
-    module = safe_load(tag_dir / MODEL_STATES).get("module")
+    module = safe_load(tag_dir / MODEL_STATES, deepspeed_safe_globals()).get("module")
     if not isinstance(module, dict):
         raise CheckpointError(f"{tag_dir / MODEL_STATES}: no 'module' state dict")
     return module
 
 
+def weights_digest(module: dict) -> str:
+    """sha256 of a state dict's tensors (names, dtypes, shapes and bytes, in name order)."""
+    h = hashlib.sha256()
+    for name in sorted(module):
+        t = module[name].detach().cpu().contiguous()
+        h.update(f"{name}|{t.dtype}|{tuple(t.shape)}|".encode())
+        h.update(t.view(-1).view(torch.uint8).numpy().tobytes())
+    return h.hexdigest()
+
+
 def marker(tag_dir: Path) -> dict:
-    """The ``complete.json`` of one tag folder (tag, global_step, epoch, step_in_epoch)."""
+    """The ``complete.json`` of one tag folder (tag, global_step, epoch, identity, files)."""
     return json.loads((Path(tag_dir) / MARKER).read_text())
 
 

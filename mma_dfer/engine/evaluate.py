@@ -10,7 +10,7 @@ import torch.distributed as dist
 import torch.nn.functional as F
 from torch.utils.data import DataLoader, Subset
 
-from mma_dfer.data.dataset import ClipDataset, collate
+from mma_dfer.data.dataset import ClipDataset, collate, placeholder_inputs
 from mma_dfer.engine.metrics import confusion_matrix, merge_shards, uar_war
 from mma_dfer.engine.sampler import shard
 
@@ -30,9 +30,11 @@ def clip_probabilities(forward: Callable, video: torch.Tensor, audio: torch.Tens
 
 @torch.no_grad()
 def predict(forward: Callable, dataset: ClipDataset, indices: list[int], batch_size: int, num_workers: int,
-            device, dtype=torch.float32, progress: bool = False):
+            device, dtype=torch.float32, progress: bool = False, in_step: bool = False):
     """Class probabilities for ``indices``: softmax, averaged over the clips of a video in
-    multi-clip mode (as MAE-DFER/HiCMAE's 2-clip protocol). Returns (indices, probs, skipped)."""
+    multi-clip mode (as MAE-DFER/HiCMAE's 2-clip protocol). Returns (indices, probs, skipped).
+    ``in_step``: one forward pass per batch even when all its clips were skipped (a placeholder
+    clip, its output dropped), so that ranks with equally long shards run equally many."""
     # its own generator: evaluating must not advance the global RNG that drop-path draws from
     loader = DataLoader(Subset(dataset, indices), batch_size=batch_size, shuffle=False, num_workers=num_workers,
                         collate_fn=collate, generator=torch.Generator().manual_seed(0))
@@ -44,6 +46,8 @@ def predict(forward: Callable, dataset: ClipDataset, indices: list[int], batch_s
     for batch in loader:
         skipped += batch["skipped"]  # (dataset index, reason)
         if "video" not in batch:
+            if in_step:
+                clip_probabilities(forward, *placeholder_inputs(dataset.cfg, dataset.clips), device, dtype)
             continue
         probs = clip_probabilities(forward, batch["video"], batch["audio"], device, dtype)
         out_idx.append(batch["index"].numpy())
@@ -55,10 +59,12 @@ def predict(forward: Callable, dataset: ClipDataset, indices: list[int], batch_s
 
 def evaluate(forward: Callable, dataset: ClipDataset, batch_size: int, num_workers: int, device, num_classes: int,
              dtype=torch.float32, rank: int = 0, world: int = 1, progress: bool = False) -> dict:
-    """UAR/WAR over the *whole* test set: each rank predicts an unpadded shard, the shards are
-    gathered, merged by dataset index (duplicates dropped) and scored on every rank."""
+    """UAR/WAR over the *whole* test set: each rank predicts its shard, the shards are gathered,
+    merged by dataset index (the padding's repeats dropped) and scored on every rank. Shards are
+    padded to one length, so every rank runs the same number of forward passes: under ZeRO-3
+    each one gathers the weights from all ranks."""
     idx, probs, skipped = predict(forward, dataset, shard(len(dataset), rank, world), batch_size, num_workers,
-                                  device, dtype, progress)
+                                  device, dtype, progress, in_step=world > 1)
     if world > 1 and dist.is_initialized():
         parts = [None] * world
         dist.all_gather_object(parts, (idx, probs, skipped))

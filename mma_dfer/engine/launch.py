@@ -14,7 +14,12 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
                    help="override a config field (repeatable), e.g. --set train.epochs=2")
     p.add_argument("--resume", default="auto",
-                   help="auto: newest complete checkpoint of the run if any (default); never; or a checkpoint dir")
+                   help="auto (default): continue this config's run in its output_dir if there is one (a finished "
+                        "one is skipped; another config's is an error); never: start fresh in a new or empty "
+                        "output_dir; or a complete checkpoint tag folder of this config")
+    p.add_argument("--init-from", "--init_from", dest="init_from", metavar="CKPT",
+                   help="start from the trainable weights of another run (its folder or a checkpoint tag folder): "
+                        "a new run with its own identity, which records this origin")
     p.add_argument("--local_rank", "--local-rank", type=int, default=None, help=argparse.SUPPRESS)  # deepspeed
     return p
 
@@ -25,16 +30,17 @@ def main(argv=None) -> int:
     from mma_dfer.data.video import ClipError
     from mma_dfer.engine.distributed import PEER_LOST_EXIT_CODE, is_collective_failure
     from mma_dfer.engine.trainer import PREEMPTED_EXIT_CODE, Preempted, TrainingError, run
+    from mma_dfer.identity import IdentityError
     from mma_dfer.models.checkpoints import CheckpointError
 
     args = parser().parse_args(argv)
     try:
         cfg = load_config(args.config, args.overrides)
-        run(cfg, args.deepspeed_config, args.resume)
+        run(cfg, args.deepspeed_config, args.resume, args.init_from)
     except Preempted as e:
         print(f"preempted: {e}; rerun with --resume auto to continue", file=sys.stderr)
         return PREEMPTED_EXIT_CODE
-    except (ConfigError, AnnotationError, ClipError, CheckpointError, TrainingError) as e:
+    except (ConfigError, AnnotationError, ClipError, CheckpointError, TrainingError, IdentityError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
     except Exception as e:

@@ -31,7 +31,6 @@ from mma_dfer.data.video import ClipError
 from mma_dfer.utils import atomic_write_json, atomic_write_text
 
 VIDEO_EXTS = {".mp4", ".avi", ".mov", ".mkv", ".webm", ".m4v", ".mpg", ".mpeg", ".wmv", ".flv", ".3gp"}
-PRECISIONS = {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}
 
 
 @dataclass
@@ -259,11 +258,13 @@ def face_warnings(results: list[VideoResult]) -> list[str]:
 def write_csv(path: str, records: list[dict], class_names: list[str]) -> None:
     buf = io.StringIO()
     w = csv.writer(buf)
-    w.writerow(["file", "window_start", "window_end", "top_class", *class_names, "faces_detected", "silent_audio"])
+    w.writerow(["file", "window_start", "window_end", "top_class", *class_names, "faces_detected", "silent_audio",
+                "precision"])
     for rec in records:
         w.writerow([rec["file"], rec["window_start"], rec["window_end"], rec["top_class"],
                     *(f"{rec['probabilities'][c]:.8g}" for c in class_names),
-                    "" if rec["faces_detected"] is None else f"{rec['faces_detected']:.4g}", int(rec["silent_audio"])])
+                    "" if rec["faces_detected"] is None else f"{rec['faces_detected']:.4g}", int(rec["silent_audio"]),
+                    rec["precision"]])
     atomic_write_text(path, buf.getvalue())
 
 
@@ -305,6 +306,7 @@ def check_arguments(args) -> Optional[str]:
 
 
 def run(args) -> int:
+    from mma_dfer.engine.engine import apply_precision, precision_for
     from mma_dfer.engine.evaluate_checkpoint import load_model
     from mma_dfer.labels import CLASS_NAMES
 
@@ -321,12 +323,15 @@ def run(args) -> int:
             print(f"error: {e}", file=sys.stderr)
             return 2
     device = torch.device(args.device if args.device != "auto" else ("cuda" if torch.cuda.is_available() else "cpu"))
-    dtype = PRECISIONS[args.precision]
-    model, cfg, _, kind = load_model(Path(args.checkpoint))
-    if dtype == torch.float32:
-        model.to(device)  # as evaluation runs it
-    else:
-        model.to(device, dtype)
+    loaded = load_model(Path(args.checkpoint))
+    model, cfg, kind = loaded.model, loaded.cfg, loaded.kind
+    precision = precision_for(args.precision, loaded.precision)
+    if precision in ("float16", "autocast-float16") and device.type == "cpu":
+        print(f"error: the run was trained in {precision}, which needs a GPU here: pass --precision fp32 or bf16",
+              file=sys.stderr)
+        return 2
+    dtype = apply_precision(model, precision)
+    model.to(device)
     class_names = CLASS_NAMES[cfg.data.dataset]
     data_cfg = replace(cfg.data, audio_policy=args.audio_policy, cache_dir=None)
     opts = PredictOptions(args.faces, args.clips, args.window, args.stride, args.margin)
@@ -338,7 +343,7 @@ def run(args) -> int:
     results = predict_videos(model, data_cfg, files, class_names, opts, args.batch_size, device, dtype,
                              args.workers, progress=sys.stderr.isatty())
     seconds = time.perf_counter() - t0
-    records = [rec for r in results for rec in r.windows]
+    records = [{**rec, "precision": precision} for r in results for rec in r.windows]
     if records:
         print(format_table(results))
     for line in face_warnings(results):
@@ -359,6 +364,6 @@ def run(args) -> int:
     unit = ("window" if args.window else "clip") + ("" if len(records) == 1 else "s")
     print(f"predicted {ok} of {len(results)} videos ({len(records)} {unit}) in "
           f"{seconds:.1f} s: {ok / max(seconds, 1e-9):.2f} videos/s on {device.type} ({cfg.data.dataset} model, "
-          f"{kind}, {cfg.data.resolution} px, {args.clips}-clip, faces {args.faces})"
+          f"{kind}, {cfg.data.resolution} px, {args.clips}-clip, {precision}, faces {args.faces})"
           + (f"; {failed} failed" if failed else ""))
     return 1 if failed else 0

@@ -27,6 +27,7 @@ def load_trained_model(path: str | Path, cfg: Optional[Config] = None):
         if not (run_dir / "config.yaml").is_file():
             raise CheckpointError(f"{run_dir}/config.yaml not found; pass the config explicitly")
         cfg = load_config(run_dir / "config.yaml")
+    checkpointing.verify(tag_dir)
     module = checkpointing.saved_module(tag_dir)
     seed_everything(cfg.train.seed)
     model = build_model(cfg)

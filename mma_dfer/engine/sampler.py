@@ -39,6 +39,9 @@ class GlobalBatchSampler:
 
 
 def shard(n: int, rank: int, world: int) -> list[int]:
-    """Contiguous, unpadded evaluation shard of ``range(n)`` for ``rank``."""
+    """Contiguous evaluation shard of ``range(n)`` for ``rank``, padded to ceil(n / world) items
+    with repeats of its last index (of index n - 1 for a shard past the end): every rank gets
+    as many items, and the repeats are dropped when the shards are merged."""
     per = -(-n // world)
-    return list(range(rank * per, min(n, (rank + 1) * per)))
+    own = list(range(rank * per, min(n, (rank + 1) * per)))
+    return own + [own[-1] if own else n - 1] * (per - len(own))

@@ -27,14 +27,15 @@ import torch.nn.functional as F
 
 from mma_dfer.config import Config, save_config
 from mma_dfer.data.annotations import read_split
-from mma_dfer.data.dataset import ClipDataset, collate
-from mma_dfer.engine import checkpointing
+from mma_dfer.data.dataset import ClipDataset, collate, placeholder_inputs
+from mma_dfer.engine import checkpointing, run_folder
 from mma_dfer.engine.distributed import DistEnv, detect, set_collective_timeout
 from mma_dfer.engine.engine import build_engine, eager, precision_name
 from mma_dfer.engine.evaluate import evaluate
 from mma_dfer.engine.logging import RunLogger
 from mma_dfer.engine.results import make_result
 from mma_dfer.engine.sampler import GlobalBatchSampler
+from mma_dfer.identity import check_same, fingerprint, flatten, run_identity
 from mma_dfer.labels import CLASS_NAMES
 from mma_dfer.utils import atomic_write_json
 
@@ -124,14 +125,26 @@ def seed_everything(seed: int) -> None:
 
 
 def rng_state() -> dict:
+    """Every generator a training step draws from: the CPU's, numpy's, Python's and, when there
+    is a GPU, every CUDA device's (drop-path on the GPU draws from those)."""
     return {"torch": torch.get_rng_state(), "numpy": np.random.get_state()[1].tolist(),
-            "numpy_pos": int(np.random.get_state()[2]), "python": list(random.getstate()[1])}
+            "numpy_pos": int(np.random.get_state()[2]), "python": list(random.getstate()[1]),
+            "cuda": list(torch.cuda.get_rng_state_all()) if torch.cuda.is_available() else []}
 
 
-def set_rng_state(state: dict) -> None:
+def set_rng_state(state: dict, where: str) -> None:
+    """Restore :func:`rng_state`'s generators; a checkpoint made on another kind of machine
+    (CUDA states for other devices, or none on a GPU) cannot resume bit-exactly, and says so."""
     torch.set_rng_state(state["torch"])
     np.random.set_state(("MT19937", np.array(state["numpy"], dtype=np.uint32), state["numpy_pos"], 0, 0.0))
     random.setstate((3, tuple(state["python"]), None))
+    cuda = state.get("cuda", [])
+    devices = torch.cuda.device_count() if torch.cuda.is_available() else 0
+    if len(cuda) != devices:
+        log.warning("%s holds %d CUDA generator states for %d devices here: the CUDA random streams continue "
+                    "from the seed, so the run continues, but not bit-identically", where, len(cuda), devices)
+    elif devices:
+        torch.cuda.set_rng_state_all(cuda)
 
 
 def peak_memory_mb(device) -> float:
@@ -212,26 +225,46 @@ def train_loader(dataset, batch_sampler, workers: int):
 # -- the run -------------------------------------------------------------------------------
 
 class Trainer:
-    def __init__(self, cfg: Config, ds_config_path: str | Path, resume: str = "auto"):
+    """Args:
+        cfg: the resolved config.
+        ds_config_path: the DeepSpeed JSON (ZeRO stage and precision).
+        resume: "auto" (continue this config's run in its folder, if there is one), "never" (start
+            fresh; the folder must not hold a run) or a complete checkpoint tag folder of this config.
+        init_from: a run folder or checkpoint of another run whose trainable weights this run
+            starts from (its optimizer state and progress are not taken); recorded in the identity.
+    """
+
+    def __init__(self, cfg: Config, ds_config_path: str | Path, resume: str = "auto",
+                 init_from: Optional[str] = None):
         self.cfg = cfg
         self.env: DistEnv = detect()
         self.env.export()
         self.run_dir = cfg.run_dir
         self.ckpt_dir = self.run_dir / "checkpoints"
         self.resume = resume
+        self.init_from = init_from
         self.ds_config_path = ds_config_path
         logging.basicConfig(level=logging.INFO if self.env.is_main else logging.WARNING,
                             format=f"[rank{self.env.rank}] %(asctime)s %(levelname)s %(message)s")
 
     # set-up ------------------------------------------------------------------------------
+    def prepare(self) -> None:
+        """The DeepSpeed JSON, the fold's lists and the run's identity: everything the run folder
+        is checked against, before any heavy work (a bad JSON or root fails here)."""
+        cfg = self.cfg
+        self.ds_cfg = deepspeed_config(self.ds_config_path, cfg, self.env.world_size)
+        self.train_samples = read_split(cfg.data, "train")
+        self.test_samples = read_split(cfg.data, "test")
+        self.init = load_init(self.init_from) if self.init_from else None
+        self.identity = run_identity(cfg, self.ds_cfg, self.train_samples, self.test_samples,
+                                     self.init["weights_sha256"] if self.init else None)
+        self.fingerprint = fingerprint(self.identity)
+
     def setup(self) -> None:
         from mma_dfer.models import build_model
 
         cfg, env = self.cfg, self.env
-        # configuration and data first: a bad JSON, a missing root or fold fails before any heavy work
-        ds_cfg = deepspeed_config(self.ds_config_path, cfg, env.world_size)
-        self.train_set = ClipDataset(read_split(cfg.data, "train"), cfg.data, train=True, seed=cfg.train.seed)
-        self.test_samples = read_split(cfg.data, "test")
+        self.train_set = ClipDataset(self.train_samples, cfg.data, train=True, seed=cfg.train.seed)
         import deepspeed
 
         if not dist.is_initialized():
@@ -239,13 +272,19 @@ class Trainer:
                                        auto_mpi_discovery=False,
                                        timeout=set_collective_timeout(cfg.train.collective_timeout_s))
         seed_everything(cfg.train.seed)  # same initial weights on every rank
-        built = build_engine(build_model(cfg), cfg, ds_cfg)
+        model = build_model(cfg)
+        if self.init is not None and self.resume_from is None:  # before DeepSpeed copies the weights
+            self.init_weights(model)
+        built = build_engine(model, cfg, self.ds_cfg)
         self.engine, self.optimizer, self.dtype = built.engine, built.optimizer, built.input_dtype
         self.cudagraphs, self.loss_scaling = built.cudagraphs, built.loss_scaling
+        if precision_name(self.engine) != self.identity["deepspeed.precision"]:
+            raise TrainingError(f"{self.ds_config_path}: DeepSpeed trains in {precision_name(self.engine)}, but the "
+                                f"run identity reads {self.identity['deepspeed.precision']} off the JSON")
         self.device = self.engine.device
         self.bad_run = self.worst_run = 0  # consecutive non-finite steps (see check)
         t = cfg.train
-        micro = ds_cfg["train_micro_batch_size_per_gpu"]
+        micro = self.ds_cfg["train_micro_batch_size_per_gpu"]
         self.sampler = GlobalBatchSampler(len(self.train_set), t.batch_size, micro, env.rank, env.world_size, t.seed)
         if self.sampler.steps_per_epoch == 0:
             raise TrainingError(f"fold {cfg.data.fold} has {len(self.train_set)} training clips, fewer than one "
@@ -254,52 +293,76 @@ class Trainer:
         self.state = {"epoch": 0, "step_in_epoch": 0, "global_step": 0, "train_time": 0.0, "samples": 0}
         seed_everything(t.seed + 1000 * env.rank)  # per-rank stream for drop-path
 
+    def init_weights(self, model) -> None:
+        """--init-from: the other run's trainable weights, every one of them, in this model."""
+        weights = self.init["weights"]
+        params = {n: p for n, p in model.named_parameters() if p.requires_grad}
+        missing = sorted(set(params) - set(weights))
+        unexpected = sorted(set(weights) - set(params))
+        shapes = sorted(n for n in set(params) & set(weights) if tuple(params[n].shape) != tuple(weights[n].shape))
+        if missing or unexpected or shapes:
+            raise TrainingError(f"--init-from {self.init['checkpoint']}: its trainable weights do not fit this "
+                                f"model (missing {missing[:5]}, unexpected {unexpected[:5]}, other shapes "
+                                f"{shapes[:5]})")
+        with torch.no_grad():
+            for n, p in params.items():
+                p.copy_(weights[n])
+        log.info("initialised the trainable weights from %s (run %s, epoch %s)", self.init["checkpoint"],
+                 self.init["config_fingerprint"], self.init["epoch"])
+
     def loader(self):
         return train_loader(self.train_set, self.sampler, self.cfg.data.num_workers)
 
     # checkpoints ---------------------------------------------------------------------------
     def save(self, tag: str) -> None:
-        client = {**self.state, "config": self.cfg.to_dict()}
+        stamp = {"config_fingerprint": self.fingerprint, "identity": self.identity}
+        client = {**self.state, "config": self.cfg.to_dict(), **stamp}
         if self.grad_scaler() is not None:
             client["grad_scaler"] = self.grad_scaler().state_dict()
         tag_dir = self.ckpt_dir / tag
-        tag_dir.mkdir(parents=True, exist_ok=True)
-        torch.save(rng_state(), tag_dir / f"rng_rank{self.env.rank}.pt")
-        checkpointing.save(self.engine, self.ckpt_dir, tag, client, self.env.is_main)
+        checkpointing.save(self.engine, self.ckpt_dir, tag, client, self.env.is_main, stamp,
+                           before_marker=lambda: torch.save(rng_state(), tag_dir / f"rng_rank{self.env.rank}.pt"))
         log.info("saved checkpoint %s", tag_dir)
 
-    def try_resume(self) -> bool:
+    def find_resume(self) -> Optional[Path]:
+        """The complete checkpoint of this config to continue from, or None (start fresh)."""
         if self.resume == "never":
-            return False
+            return None
         if self.resume == "auto":
             found = checkpointing.latest(self.ckpt_dir)
-            if found is None:
-                return False
-            load_dir, tag = self.ckpt_dir, found["tag"]
-        else:  # an explicit checkpoint (new checkpoints still go to this run's folder)
-            path = Path(self.resume)
-            load_dir, tag = path.parent, path.name
-            if not (path / checkpointing.MARKER).is_file():
-                raise TrainingError(f"--resume {path}: not a complete checkpoint (no {checkpointing.MARKER})")
+            return None if found is None else self.ckpt_dir / found["tag"]  # its identity: run_folder.claim
+        path = Path(self.resume)
+        if not (path / checkpointing.MARKER).is_file():
+            raise TrainingError(f"--resume {path}: not a complete checkpoint (no {checkpointing.MARKER})")
+        check_same(checkpointing.marker(path).get("identity"), self.identity, str(path), "the checkpoint",
+                   f"Start this config from its weights with --init-from {path} instead.")
+        return path
+
+    def load(self, tag_dir: Path) -> None:
+        """Continue from ``tag_dir``: weights, optimizer, progress, loss scale and RNG streams,
+        every file checked against the marker's hashes and read with weights_only=True."""
+        from mma_dfer.models.checkpoints import safe_load
+
+        checkpointing.verify(tag_dir)
         # strict=False below: the frozen encoder weights are not in the checkpoint (see
         # checkpointing.save); every trainable one must be, which is checked, not assumed.
-        saved = checkpointing.saved_module(load_dir / tag).keys()
+        saved = checkpointing.saved_module(tag_dir).keys()
         missing = [n for n, p in self.engine.module.named_parameters() if p.requires_grad and n not in saved]
         if missing:
-            raise TrainingError(f"checkpoint {load_dir / tag} lacks trainable weights {missing[:5]}")
-        _, client = self.engine.load_checkpoint(str(load_dir), tag=tag, load_lr_scheduler_states=False,
-                                                load_module_strict=False)
+            raise TrainingError(f"checkpoint {tag_dir} lacks trainable weights {missing[:5]}")
+        checkpointing.use_safe_loading(self.engine)
+        _, client = self.engine.load_checkpoint(str(tag_dir.parent), tag=tag_dir.name,
+                                                load_lr_scheduler_states=False, load_module_strict=False)
         if client is None:
-            raise TrainingError(f"cannot load checkpoint {load_dir / tag}")
+            raise TrainingError(f"cannot load checkpoint {tag_dir}")
         self.state = {k: client[k] for k in self.state}
         if self.grad_scaler() is not None and "grad_scaler" in client:
             self.grad_scaler().load_state_dict(client["grad_scaler"])
-        rng_file = load_dir / tag / f"rng_rank{self.env.rank}.pt"
+        rng_file = tag_dir / f"rng_rank{self.env.rank}.pt"
         if rng_file.is_file():
-            set_rng_state(torch.load(rng_file, weights_only=True))
-        log.info("resumed from %s (epoch %d, step %d of the epoch)", load_dir / tag, self.state["epoch"],
+            set_rng_state(safe_load(rng_file), str(rng_file))
+        log.info("resumed from %s (epoch %d, step %d of the epoch)", tag_dir, self.state["epoch"],
                  self.state["step_in_epoch"])
-        return True
 
     # training ------------------------------------------------------------------------------
     def frames(self, batch) -> torch.Tensor:
@@ -338,8 +401,9 @@ class Trainer:
             if "video" in batch:
                 window.add(self.micro_step(batch), st["step_in_epoch"] + 1)
                 seen += len(batch["label"])
-            else:  # every clip of this micro-batch was skipped: keep the ranks in step
-                self.engine.backward(sum(p.sum() * 0 for p in self.engine.module.trainable_parameters()))
+            else:  # every clip of this micro-batch was skipped: a forward and backward that count for
+                # nothing keep the ranks in step (ZeRO-3 gathers weights in every forward and backward)
+                self.engine.backward(self.forward(*placeholder_inputs(cfg.data)).float().sum() * 0)
             self.engine.step()
             if not boundary:
                 continue
@@ -468,16 +532,28 @@ class Trainer:
             self.logger.confusion(st["global_step"], confusion, CLASS_NAMES[d.dataset], title)
 
     def run(self) -> Optional[dict]:
+        """The whole job. Before anything is written the run folder is checked to hold nothing
+        of another config (a named error) and this config's finished result (then returned)."""
         cfg, env = self.cfg, self.env
-        self.run_dir.mkdir(parents=True, exist_ok=True)
+        self.prepare()
+        done = run_folder.claim(self.run_dir, self.identity, self.resume)
+        if done is not None:
+            log.info("%s: already finished with this config (%s): UAR %.2f WAR %.2f; skipping", self.run_dir,
+                     self.fingerprint, done["uar"], done["war"])
+            return done
+        self.resume_from = self.find_resume()
         self.setup()
         if env.is_main:
+            self.run_dir.mkdir(parents=True, exist_ok=True)
             save_config(cfg, self.run_dir / "config.yaml")
-        resumed = self.try_resume()
+            run_folder.write_identity(self.run_dir, self.identity, self.fingerprint)
+        if self.resume_from is not None:
+            self.load(self.resume_from)
         if env.is_main:
-            log.info("run %s: %d train clips, %d test clips, %d steps/epoch, world %d (%s)%s", self.run_dir,
-                     len(self.train_set), len(self.test_samples), self.sampler.steps_per_epoch, env.world_size,
-                     env.source, ", resumed" if resumed else "")
+            log.info("run %s (config %s): %d train clips, %d test clips, %d steps/epoch, world %d (%s)%s",
+                     self.run_dir, self.fingerprint, len(self.train_set), len(self.test_samples),
+                     self.sampler.steps_per_epoch, env.world_size, env.source,
+                     ", resumed" if self.resume_from is not None else "")
             self.logger.text("config", json.dumps(cfg.to_dict(), indent=2))
         with StopFlag() as stop:
             while self.state["epoch"] < cfg.train.epochs:
@@ -490,21 +566,28 @@ class Trainer:
         results = {c: self.evaluate(c) for c in sorted(cfg.eval.clips)}
         return self.finish(results)
 
+    def origin(self) -> dict:
+        """Where the run's trainable weights started: the seeded init, or --init-from's checkpoint."""
+        if self.init is None:
+            return {"kind": "scratch"}
+        return {"kind": "init-from", **{k: v for k, v in self.init.items() if k != "weights"}}
+
     def finish(self, results: dict) -> dict:
         cfg, st = self.cfg, self.state
         result = make_result(
             cfg, results, st["epoch"], train_time_s=st["train_time"],
             samples_per_s=st["samples"] / max(st["train_time"], 1e-9),
             peak_memory_mb=all_max([peak_memory_mb(self.device)], self.device)[0],
-            world_size=self.env.world_size, precision=precision_name(self.engine),
+            world_size=self.env.world_size, precision=self.identity["deepspeed.precision"],
             trainable_params=sum(getattr(p, "ds_numel", p.numel())  # ZeRO-3: the unpartitioned size
-                                 for p in self.engine.module.trainable_parameters()))
+                                 for p in self.engine.module.trainable_parameters()),
+            config_fingerprint=self.fingerprint, run_identity=self.identity, origin=self.origin())
         if self.env.is_main:
             atomic_write_json(self.run_dir / "result.json", result)
             metrics = {k: result[k] for k in ("uar", "war", "uar_2clip", "war_2clip")}
             self.log_test(metrics, result["confusion_matrix"])
-            self.logger.hparams(_flat_hparams(cfg.to_dict()), [f"test/{k}" for k, v in metrics.items()
-                                                                if v is not None])
+            self.logger.hparams({**hparam_values(cfg.to_dict()), "config_fingerprint": self.fingerprint},
+                                [f"test/{k}" for k, v in metrics.items() if v is not None])
             self.logger.close()
             log.info("fold %d res %d: UAR %.2f WAR %.2f (2-clip %s / %s); wrote %s", cfg.data.fold,
                      cfg.data.resolution, result["uar"], result["war"], _fmt(result["uar_2clip"]),
@@ -516,17 +599,34 @@ def _fmt(x) -> str:
     return "-" if x is None else f"{x:.2f}"
 
 
-def _flat_hparams(d: dict, prefix: str = "") -> dict:
-    out = {}
-    for k, v in d.items():
-        if isinstance(v, dict):
-            out.update(_flat_hparams(v, f"{prefix}{k}."))
-        elif isinstance(v, (int, float, str, bool)):
-            out[f"{prefix}{k}"] = v
-        elif v is not None:
-            out[f"{prefix}{k}"] = str(v)
-    return out
+def hparam_values(config: dict) -> dict:
+    """The config as TensorBoard hparams: dotted keys, values a number, string or bool."""
+    return {k: v if isinstance(v, (int, float, str, bool)) else str(v)
+            for k, v in flatten(config).items() if v is not None}
 
 
-def run(cfg: Config, ds_config: str | Path, resume: str = "auto") -> Optional[dict]:
-    return Trainer(cfg, ds_config, resume).run()
+def load_init(path: str) -> dict:
+    """--init-from: the trainable weights of another run's checkpoint (a run folder or a tag
+    folder), checked against its marker, with where they came from (the run's origin)."""
+    from mma_dfer.models.checkpoints import CheckpointError
+
+    try:
+        tag_dir = checkpointing.resolve(Path(path))
+    except FileNotFoundError as e:
+        raise CheckpointError(f"--init-from: {e}") from None
+    marker = checkpointing.verify(tag_dir)
+    weights = checkpointing.saved_module(tag_dir)
+    return {"checkpoint": str(tag_dir), "config_fingerprint": marker.get("config_fingerprint"),
+            "epoch": marker.get("epoch"), "weights_sha256": checkpointing.weights_digest(weights), "weights": weights}
+
+
+def planned_identity(cfg: Config, ds_config: str | Path, world: int) -> tuple[dict, str]:
+    """(identity, fingerprint) of a run of ``cfg`` on ``world`` ranks, as :meth:`Trainer.prepare`
+    makes it: for checking a run folder before a run is submitted."""
+    ds = deepspeed_config(ds_config, cfg, world)
+    identity = run_identity(cfg, ds, read_split(cfg.data, "train"), read_split(cfg.data, "test"))
+    return identity, fingerprint(identity)
+
+
+def run(cfg: Config, ds_config: str | Path, resume: str = "auto", init_from: Optional[str] = None) -> Optional[dict]:
+    return Trainer(cfg, ds_config, resume, init_from).run()

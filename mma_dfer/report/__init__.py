@@ -29,4 +29,11 @@ def main(argv=None) -> int:
     for r in runs:
         if r.status != "done":
             print(f"  {r.status}: {r.key}" + (f" ({r.detail})" if r.detail else ""))
+    for g in report.groups():
+        for rows in g.table.values():
+            for row in rows.values():
+                if row.get("mixed"):
+                    print(f"  not averaged: {row['mixed']}")
+        for problem in g.problems:
+            print(f"  problem: {problem}")
     return 0

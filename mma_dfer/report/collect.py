@@ -1,10 +1,13 @@
 """What the report shows, read off a runs root: the sweeps (their copied definitions and their
 variants' runs), the runs outside any sweep, and every expected run that is missing or failed.
 
-Per variant the numbers come from the aggregator (:func:`mma_dfer.cluster.aggregate.collect` on
-the variant's folder), so the report and ``launch/aggregate.py`` agree to the digit. A run is
-*done* (valid ``result.json``), *failed* (a run folder with its ``config.yaml`` but no result)
-or *missing* (expected by its sweep, no folder); none is dropped.
+Per variant the numbers come from the aggregator (:func:`mma_dfer.cluster.aggregate.collect_all`
+on the variant's folder), so the report and ``launch/aggregate.py`` agree to the digit. A run is
+*done* (valid ``result.json``), *failed* (a run folder with its ``config.yaml`` but no result,
+or a corrupt result, with the reason) or *missing* (expected by its sweep, no folder); none is
+dropped. Where the aggregator stops with an error (a corrupt file, a duplicate, folds of
+different configs), the report still renders: the problem is shown where it is, and a row whose
+folds were made by different configs shows no mean.
 """
 from __future__ import annotations
 
@@ -13,7 +16,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Optional
 
-from mma_dfer.cluster.aggregate import FOLDS, PAPER, AggregateError, collect, read_result
+from mma_dfer.cluster.aggregate import FOLDS, PAPER, AggregateError, collect_all, read_result
 from mma_dfer.cluster.sweep import DEFINITION, Sweep, SweepError, Variant, load_sweep
 
 LOOSE = "runs outside any sweep"
@@ -47,6 +50,7 @@ class Group:
     variant: Optional[Variant]
     table: dict  # the aggregator's {dataset: {res: row}}
     runs: list = field(default_factory=list)
+    problems: list = field(default_factory=list)  # the aggregator's, that belong to no run
 
 
 @dataclass
@@ -62,16 +66,18 @@ class Report:
     sweeps: list
     loose: Optional[Group]
 
+    def groups(self) -> list[Group]:
+        return [g for s in self.sweeps for g in s.groups] + ([self.loose] if self.loose else [])
+
     def runs(self) -> list[Run]:
-        groups = [g for s in self.sweeps for g in s.groups] + ([self.loose] if self.loose else [])
-        return [r for g in groups for r in g.runs]
+        return [r for g in self.groups() for r in g.runs]
 
 
-def _table(folder: Path, exclude=()) -> dict:
+def _table(folder: Path, exclude=()) -> tuple[dict, list]:
     if not folder.is_dir():
-        return {}
+        return {}, []
     try:
-        return collect(folder, FOLDS, exclude=exclude)
+        return collect_all(folder, FOLDS, exclude=exclude, strict=False)
     except AggregateError as e:
         raise ReportError(str(e)) from None
 
@@ -92,7 +98,8 @@ def _runs(name: str, table: dict, expected: dict) -> list[Run]:
                 runs.append(Run(name, d, res, fold, "done", path.parent, read_result(path)))
             elif f in row["failed"]:
                 folder = Path(row["failed"][f])
-                runs.append(Run(name, d, res, fold, "failed", folder, detail=_failure(folder)))
+                detail = row.get("corrupt", {}).get(f) or _failure(folder)
+                runs.append(Run(name, d, res, fold, "failed", folder, detail=detail))
             else:
                 runs.append(Run(name, d, res, fold, "missing", detail="no run folder"))
     return runs
@@ -132,8 +139,8 @@ def _sweep(folder: Path) -> SweepResult:
     groups = []
     for name in defined + extra:
         variant = sweep.variant(name) if name in defined else None
-        table = _table(folder / name)
-        group = Group(f"{sweep.name}/{name}", variant, table)
+        table, problems = _table(folder / name)
+        group = Group(f"{sweep.name}/{name}", variant, table, problems=problems)
         group.runs = _runs(group.name, table, expected if variant else {})
         groups.append(group)
     return SweepResult(sweep, folder, groups)
@@ -145,11 +152,11 @@ def read_report(root: str | Path) -> Report:
         raise ReportError(f"runs root {root} does not exist")
     definitions = sorted(root.rglob(DEFINITION)) if not (root / DEFINITION).is_file() else [root / DEFINITION]
     sweeps = [_sweep(d.parent) for d in definitions]
-    loose_table = _table(root, exclude=[s.folder for s in sweeps])
+    loose_table, problems = _table(root, exclude=[s.folder for s in sweeps])
     loose = None
-    if loose_table:
+    if loose_table or problems:
         expected = {(d, res): list(FOLDS) for d, rows in loose_table.items() for res in rows}
-        loose = Group(LOOSE, None, loose_table, _runs(LOOSE, loose_table, expected))
+        loose = Group(LOOSE, None, loose_table, _runs(LOOSE, loose_table, expected), problems)
     return Report(root, sweeps, loose)
 
 

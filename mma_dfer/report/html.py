@@ -25,6 +25,7 @@ td.pos { color: #1a7f37; } td.neg { color: #b42318; } td.missing, td.failed { co
 nav a { margin-right: 14px; } figure { margin: 8px 0 16px; } svg { max-width: 100%; height: auto; }
 details { border: 1px solid #ddd; border-radius: 4px; padding: 4px 10px; margin: 6px 0; }
 summary { cursor: pointer; font-weight: 600; } .status-failed, .status-missing { color: #b42318; }
+td.mixed { color: #b42318; background: #fff4e5; white-space: pre-wrap; font-size: 12px; }
 .flex { display: flex; flex-wrap: wrap; gap: 18px; align-items: flex-start; }
 """
 
@@ -60,6 +61,14 @@ def delta_cell(key: str, ours: Optional[float], paper: Optional[float]) -> str:
     return num(key, f"{d:+.2f}", "num " + ("pos" if d >= 0 else "neg"))
 
 
+def mixed_row(row: Optional[dict], columns: int) -> str:
+    """A warning row for an aggregate row whose folds were made by different configs (it has
+    no mean), naming the folds and the fields; nothing otherwise."""
+    if not row or not row.get("mixed"):
+        return ""
+    return f'<tr class=mixed><td colspan={columns} class=mixed>not averaged: {e(row["mixed"])}</td></tr>'
+
+
 def figure(fig, caption: str) -> str:
     return f"<figure>{figures.svg(fig)}<figcaption class=small>{e(caption)}</figcaption></figure>"
 
@@ -70,7 +79,7 @@ def table1_section(group: Group, expected_folds: int, title: str) -> str:
     table = group.table
     datasets = [d for d in ("dfew", "mafw") if d in table] or sorted(table)
     resolutions = sorted({res for d in datasets for res in table[d]} | {r.resolution for r in group.runs}, key=int)
-    head = "".join(f'<th colspan=6>{d.upper()}</th>' for d in datasets)
+    head = "".join(f'<th colspan=6>{e(d.upper())}</th>' for d in datasets)
     sub = "".join("<th>UAR ours</th><th>paper</th><th>Δ</th><th>WAR ours</th><th>paper</th><th>Δ</th>"
                   for _ in datasets)
     body = []
@@ -88,6 +97,7 @@ def table1_section(group: Group, expected_folds: int, title: str) -> str:
                     cells += [mean_cell(f"{key}_mean", row, metric, expected_folds),
                               num(f"{key}_paper", fmt(p), "num paper"), delta_cell(f"{key}_delta", ours, p)]
             body.append(f"<tr><td class=label>MMA (ours)_{e(res)}{star}</td>{''.join(cells)}</tr>")
+        body += [mixed_row(table.get(d, {}).get(res), 1 + 6 * len(datasets)) for d in datasets]
     out = [f"<h3>{e(title)}</h3>",
            f"<table><tr><th rowspan=2>Method</th>{head}</tr><tr>{sub}</tr>{''.join(body)}</table>",
            "<p class=small>ours: mean ± sample std (n−1) over folds; * = 2-clip average; paper: Table 1; "
@@ -169,7 +179,7 @@ def ablation_section(sweep_result) -> str:
             counts = {s: sum(r.status == s for r in runs) for s in ("failed", "missing")}
             status = f"{len(done)}/{len(runs)} done" + "".join(f", {n} {s}" for s, n in counts.items() if n)
             cells += f'<td class="{"num" if len(done) == len(runs) else "num missing"}">{e(status)}</td>'
-            body.append(f"<tr>{cells}</tr>")
+            body.append(f"<tr>{cells}</tr>" + mixed_row(row, len(labels) + 2 * many + 8 + has_params))
             fig_rows.append({"label": " ".join(x for x in labels if x) + (f" ({d} {res})" if many else ""),
                              "uar": [r.result["uar"] for r in done], "war": [r.result["war"] for r in done],
                              "paper": paper})
@@ -197,8 +207,10 @@ def run_section(run: Run) -> str:
             + (f" (2-clip {fmt(r['uar_2clip'])} / {fmt(r.get('war_2clip'))})" if r.get("uar_2clip") is not None
                else ""))
     parts = [f'<details id="run-{e(run.key)}"><summary>{e(head)}</summary>',
-             f"<p class=small>{e(run.folder)} · epoch {e(r.get('epoch'))} · {e(r.get('num_test_clips'))} test clips"
-             + (f" · {len(r['skipped_test_clips'])} skipped" if r.get("skipped_test_clips") else "") + "</p>"]
+             f"<p class=small>{e(run.folder)} · config {e(r.get('config_fingerprint'))} · "
+             f"{e(r.get('precision'))} · epoch {e(r.get('epoch'))} · {e(r.get('num_test_clips'))} test clips"
+             + (f" · {len(r['skipped_test_clips'])} skipped: {e(', '.join(map(str, r['skipped_test_clips'])))}"
+                if r.get("skipped_test_clips") else "") + "</p>"]
     cm, names = r.get("confusion_matrix"), r.get("class_names")
     if cm and names and len(names) == len(cm):
         rec1 = figures.per_class_recall(cm)
@@ -225,16 +237,21 @@ def run_section(run: Run) -> str:
     return "\n".join(parts)
 
 
-def problems_section(runs: list[Run]) -> str:
+def problems_section(runs: list[Run], problems: list[str]) -> str:
+    """The runs without a result (missing, failed, corrupt) and the aggregator's other problems
+    (duplicate results, results that name no run folder)."""
     bad = [r for r in runs if r.status != "done"]
+    others = "".join(f"<li class=failed>{e(p)}</li>" for p in problems)
+    others = f"<p>Also found:</p><ul>{others}</ul>" if others else ""
     if not bad:
-        return '<h2 id="problems">Missing or failed runs</h2><p>None: every expected run has its result.</p>'
+        return ('<h2 id="problems">Missing or failed runs</h2><p>None: every expected run has its result.</p>'
+                + others)
     rows = "".join(f'<tr><td>{e(r.group)}</td><td>{e(r.dataset.upper())}</td><td class=num>{e(r.resolution)}</td>'
                    f'<td class=num>{r.fold}</td><td class="status-{r.status}">{e(r.status)}</td>'
                    f'<td>{e(r.folder or "")}</td><td>{e(r.detail)}</td></tr>' for r in bad)
     return (f'<h2 id="problems">Missing or failed runs ({len(bad)})</h2>'
             "<table><tr><th>group</th><th>dataset</th><th>res</th><th>fold</th><th>status</th><th>folder</th>"
-            f"<th>detail</th></tr>{rows}</table>")
+            f"<th>detail</th></tr>{rows}</table>" + others)
 
 
 def render(report: Report) -> str:
@@ -256,7 +273,7 @@ def render(report: Report) -> str:
     if report.loose:
         body.append(table1_section(report.loose, len(FOLDS), "Runs outside any sweep"))
     body += [ablation_section(s) for s in ablations]
-    body.append(problems_section(runs))
+    body.append(problems_section(runs, [p for g in report.groups() for p in g.problems]))
     body.append('<h2 id="runs">Runs</h2><p class=small>Per run: recall per class, the confusion matrix and the '
                 "training curves (click to open).</p>")
     body += [run_section(r) for r in runs if r.status == "done"]
