@@ -135,14 +135,15 @@ def test_prepare_never_overwrites_foreign_outputs_without_force(face_raw, tmp_pa
     assert (out / "data/wav/00002.wav").read_bytes() == b"user's own file" and s["skipped"] == 1
     s = prepare("mafw", raw, out, faces="none", force=True, progress=False, cache_resolutions=(112, 160))
     assert s["done"] == 4 and (out / "data/wav/00002.wav").read_bytes()[:4] == b"RIFF"
-    assert s["cached"] == 4 and len(list((out / "cache/mafw/s224").glob("*.frames.npy"))) == 4
+    (entries,) = (out / "cache/mafw").glob("s224-*")  # one settings folder (cache_settings)
+    assert s["cached"] == 4 and len(list(entries.glob("*.frames.npy"))) == 4
     # the same cache from two worker processes
     from mma_dfer.data.prepare import _all_samples, fill_cache
 
-    serial = {p.name: p.read_bytes() for p in (out / "cache/mafw/s224").glob("*.npy")}
+    serial = {p.name: p.read_bytes() for p in entries.glob("*.npy")}
     shutil.rmtree(out / "cache")
     assert fill_cache("mafw", out, _all_samples("mafw", raw)[0], "none", workers=2) == 4
-    assert {p.name: p.read_bytes() for p in (out / "cache/mafw/s224").glob("*.npy")} == serial
+    assert {p.name: p.read_bytes() for p in entries.glob("*.npy")} == serial
 
 
 def test_verify_names_a_deleted_a_truncated_clip_and_a_bad_label(tmp_path):

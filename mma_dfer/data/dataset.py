@@ -20,7 +20,7 @@ from mma_dfer.config import DataConfig
 from mma_dfer.data import audio as A
 from mma_dfer.data import video as V
 from mma_dfer.data.annotations import Sample
-from mma_dfer.data.cache import ClipCache
+from mma_dfer.data.cache import ClipCache, cache_settings
 from mma_dfer.data.video import ClipError
 
 log = logging.getLogger(__name__)
@@ -40,7 +40,7 @@ class ClipDataset(Dataset):
             raise ValueError("multi-clip sampling is a test-time mode")
         self.samples, self.cfg, self.train, self.clips, self.seed = samples, cfg, train, clips, seed
         self.epoch = 0
-        self.cache = ClipCache(cfg.cache_dir, cfg.dataset, max(cfg.resolution, 224)) if cfg.cache_dir else None
+        self.cache = ClipCache(cfg.cache_dir, cfg.dataset, cache_settings(cfg)) if cfg.cache_dir else None
 
     def set_epoch(self, epoch: int) -> None:
         self.epoch = epoch
@@ -66,13 +66,18 @@ class ClipDataset(Dataset):
 
     def full_fbank(self, sample: Sample) -> Optional[torch.Tensor]:
         """The whole clip's fbank (before normalisation), or None when it has no audio."""
+        fb, absent = probe_fbank(self.audio_source(sample), self.cfg)
+        return fb if absent is None else self.without_audio(absent)
+
+    def without_audio(self, absent: ClipError) -> None:
+        """``data.audio_policy`` on a clip without audio: None (silence) or the error, worded."""
         try:
-            return read_fbank(self.audio_source(sample), self.cfg)
+            return silence_or_raise(absent, self.cfg)
         except A.NoAudioError as e:
             raise ClipError(e.path, f"{e.reason} (set data.audio_policy=silence to use silence)") from None
 
-    def decode_all(self, sample: Sample) -> tuple[np.ndarray, Optional[torch.Tensor]]:
-        """Every frame at the cache size and the full fbank (to fill the cache)."""
+    def decode_all(self, sample: Sample) -> tuple[np.ndarray, Optional[torch.Tensor], Optional[ClipError]]:
+        """Every frame at the cache size, the full fbank and why there is none (to fill the cache)."""
         src = self.frame_source(sample)
         if self.cfg.source == "video":
             vr = V.open_video(src)
@@ -81,18 +86,22 @@ class ClipDataset(Dataset):
             frames = V.read_frame_files(V.list_frames(src))
         t = torch.from_numpy(frames).permute(0, 3, 1, 2).float()
         t = V.resize(t, self.cache.size).round().clamp(0, 255).to(torch.uint8).permute(0, 2, 3, 1)
-        return t.numpy(), self.full_fbank(sample)
+        return (t.numpy(), *probe_fbank(self.audio_source(sample), self.cfg))
 
     def from_cache(self, sample: Sample):
         """(frame count, frame reader, full fbank) from the cache, filling it on a miss."""
         sources = [self.frame_source(sample), self.audio_source(sample)]
         hit = self.cache.load(sample.clip_id, sources)
         if hit is None:
-            frames, fb = self.decode_all(sample)
-            self.cache.store(sample.clip_id, sources, frames, None if fb is None else fb.numpy())
+            frames, fb, absent = self.decode_all(sample)
+            self.cache.store(sample.clip_id, sources, frames, None if fb is None else fb.numpy(),
+                             None if absent is None else absence_record(absent))
             hit = self.cache.load(sample.clip_id, sources)
-        frames, fb = hit
-        return len(frames), (lambda idx: np.asarray(frames[idx])), None if fb is None else torch.from_numpy(np.array(fb))
+            if hit is None:
+                raise ClipError(self.cache.dir / sample.clip_id, "cache entry unreadable right after it was written")
+        frames, fb, absent = hit
+        fb = torch.from_numpy(np.array(fb)) if absent is None else self.without_audio(absence_error(absent))
+        return len(frames), (lambda idx: np.asarray(frames[idx])), fb
 
     def _from_source(self, sample: Sample):
         src = self.frame_source(sample)
@@ -136,19 +145,41 @@ def read_fbank(path: Path, cfg: DataConfig) -> Optional[torch.Tensor]:
     """The whole fbank (before normalisation) of a wav or a video's track, or None (silence)
     when there is no audio and ``cfg.audio_policy`` is "silence"; with "error" the
     :class:`~mma_dfer.data.audio.NoAudioError` propagates for the caller to word."""
+    fb, absent = probe_fbank(path, cfg)
+    return fb if absent is None else silence_or_raise(absent, cfg)
+
+
+def probe_fbank(path: Path, cfg: DataConfig) -> tuple[Optional[torch.Tensor], Optional[ClipError]]:
+    """(fbank, None), or (None, why) for a clip without audio, whatever the policy: a
+    :class:`~mma_dfer.data.audio.NoAudioError` (no or an empty stream), or the file is missing.
+    Stores (the cache, the packed store) record the why and apply the policy when read."""
     try:
         wav = A.read_waveform(path, cfg.sample_rate)
     except A.NoAudioError as e:
-        if cfg.audio_policy == "error":
+        return None, e
+    except ClipError as e:
+        if path.exists():
             raise
-        log.warning("%s: %s; using silence (audio policy: silence)", e.path, e.reason)
-        return None
-    except ClipError:
-        if cfg.audio_policy == "silence" and not path.exists():
-            log.warning("%s: no audio file; using silence (audio policy: silence)", path)
-            return None
-        raise
-    return A.fbank(wav, cfg.sample_rate, cfg.mel_bins)
+        return None, e
+    return A.fbank(wav, cfg.sample_rate, cfg.mel_bins), None
+
+
+def silence_or_raise(absent: ClipError, cfg: DataConfig) -> None:
+    """The audio policy on a clip without audio: "error" raises ``absent``, "silence" logs it."""
+    if cfg.audio_policy == "error":
+        raise absent
+    log.warning("%s: %s; using silence (audio policy: silence)", absent.path, absent.reason)
+    return None
+
+
+def absence_record(absent: ClipError) -> dict:
+    """A clip's missing audio as stores keep it (JSON)."""
+    return {"path": absent.path, "reason": absent.reason, "stream": isinstance(absent, A.NoAudioError)}
+
+
+def absence_error(record: dict) -> ClipError:
+    """The error :func:`probe_fbank` gave when the record was made."""
+    return (A.NoAudioError if record["stream"] else ClipError)(record["path"], record["reason"])
 
 
 def evaluation_inputs(n: int, read, fb: Optional[torch.Tensor], cfg: DataConfig, clips: int = 1):

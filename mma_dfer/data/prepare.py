@@ -334,7 +334,10 @@ def summarize(reports: list[ClipReport], out: Path) -> dict:
 def fill_cache(dataset: str, out: Path, samples, faces: str, workers: int = 1) -> int:
     """Decode every prepared clip once into the cache (``<out>/cache``), in ``workers``
     processes; returns the count. The cache holds 224-px frames, which serve every resolution up
-    to 224 (its entries are written under temporary names and renamed: workers never collide)."""
+    to 224 (its entries are written under temporary names and renamed: workers never collide).
+    It goes through the training loader's own code (``ClipDataset.from_cache``), so its entries
+    have the keys a training run with the default audio settings looks for; a clip without audio
+    is recorded as such (not as silence), and a run with ``data.audio_policy: error`` fails on it."""
     from mma_dfer.config import DataConfig
     from mma_dfer.data.annotations import make_sample
     from mma_dfer.data.dataset import ClipDataset
