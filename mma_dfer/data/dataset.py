@@ -1,4 +1,5 @@
-"""The clip dataset: sampling, decoding (or the cache), transforms, audio windows, bad clips.
+"""The clip dataset: sampling, decoding (or the cache, or the packed store), transforms, audio
+windows, bad clips.
 
 An item is a dict: ``video`` (T, 3, S, S) float in [0, 1] (or (C, T, 3, S, S) in C-clip test
 mode), ``audio`` (1, F, 128) normalised fbank (or (C, 1, F, 128)), ``label``, ``index``.
@@ -21,6 +22,7 @@ from mma_dfer.data import audio as A
 from mma_dfer.data import video as V
 from mma_dfer.data.annotations import Sample
 from mma_dfer.data.cache import ClipCache, cache_settings
+from mma_dfer.data.packed import JpegClips, PackedStore, StoreError
 from mma_dfer.data.video import ClipError
 
 log = logging.getLogger(__name__)
@@ -41,6 +43,11 @@ class ClipDataset(Dataset):
         self.samples, self.cfg, self.train, self.clips, self.seed = samples, cfg, train, clips, seed
         self.epoch = 0
         self.cache = ClipCache(cfg.cache_dir, cfg.dataset, cache_settings(cfg)) if cfg.cache_dir else None
+        self.store = PackedStore(cfg.root, cfg) if cfg.source == "packed" else None
+        if self.store is not None and train and cfg.augment and cfg.gpu_augment and len(self.store.frame_sizes()) > 1:
+            raise StoreError(self.store.dir, f"data.gpu_augment batches frames of one size, the store's clips have "
+                                             f"{sorted(self.store.frame_sizes())} (pack from video, which stores one "
+                                             "size, or set data.gpu_augment=false)")
 
     def set_epoch(self, epoch: int) -> None:
         self.epoch = epoch
@@ -103,6 +110,12 @@ class ClipDataset(Dataset):
         fb = torch.from_numpy(np.array(fb)) if absent is None else self.without_audio(absence_error(absent))
         return len(frames), (lambda idx: np.asarray(frames[idx])), fb
 
+    def from_store(self, sample: Sample):
+        """(frame count, frame reader, full fbank) from the packed store."""
+        clip = self.store.clip(sample.clip_id)
+        fb = clip.fbank() if clip.absent is None else self.without_audio(absence_error(clip.absent))
+        return clip.count, clip.decode, fb
+
     def _from_source(self, sample: Sample):
         src = self.frame_source(sample)
         if self.cfg.source == "video":
@@ -114,7 +127,10 @@ class ClipDataset(Dataset):
     # -- one item ---------------------------------------------------------------------------
     def load(self, index: int) -> dict:
         sample = self.samples[index]
-        n, read, fb = self.from_cache(sample) if self.cache else self._from_source(sample)
+        if self.store is not None:
+            n, read, fb = self.from_store(sample)
+        else:
+            n, read, fb = self.from_cache(sample) if self.cache else self._from_source(sample)
         item = {"label": sample.label, "index": index, "silent": fb is None}
         if not self.train:
             item["video"], item["audio"] = evaluation_inputs(n, read, fb, self.cfg, self.clips)
@@ -122,16 +138,19 @@ class ClipDataset(Dataset):
         cfg = self.cfg
         rng = np.random.default_rng([self.seed, self.epoch, index])
         idx = V.train_indices(n, cfg.num_frames, rng)
-        frames = torch.from_numpy(read(idx)).permute(0, 3, 1, 2)
         item["audio"] = audio_window(fb, idx, n, cfg, clips=1)
-        if cfg.augment and cfg.gpu_augment:  # uint8 out; mma_dfer.data.gpu_augment applies
+        if cfg.augment and cfg.gpu_augment:  # uint8 (or JPEG bytes) out; mma_dfer.data.gpu_augment applies
+            if cfg.decode == "device":  # decoded with the batch on the device (packed.JpegClips)
+                clip = self.store.clip(sample.clip_id)
+                item["jpeg"], size = clip.jpeg(idx), (clip.height, clip.width)
+            else:
+                item["video"] = torch.from_numpy(read(idx)).permute(0, 3, 1, 2).contiguous()
+                size = item["video"].shape[-2:]
             (y, x, ch, cw), flip, factor = V.draw_train_params(
-                *frames.shape[-2:], cfg.resolution, rng, tuple(cfg.crop_area), tuple(cfg.crop_ratio),
-                cfg.flip_prob, cfg.brightness)
-            item["video"] = frames.contiguous()
+                *size, cfg.resolution, rng, tuple(cfg.crop_area), tuple(cfg.crop_ratio), cfg.flip_prob, cfg.brightness)
             item["aug"] = torch.tensor([x, y, x + cw, y + ch, float(flip), factor])
             return item
-        frames = frames.float()
+        frames = torch.from_numpy(read(idx)).permute(0, 3, 1, 2).float()
         if cfg.augment:
             frames = V.train_transform(frames, cfg.resolution, rng, tuple(cfg.crop_area), tuple(cfg.crop_ratio),
                                        cfg.flip_prob, cfg.brightness)
@@ -208,11 +227,13 @@ def audio_window(fb: Optional[torch.Tensor], idx: np.ndarray, n: int, cfg: DataC
 
 
 def collate(items: list[dict]) -> dict:
-    """Stack the good items; ``skipped`` lists (index, reason) of the bad ones."""
+    """Stack the good items; ``skipped`` lists (index, reason) of the bad ones. Packed frames
+    left for the device to decode become one :class:`~mma_dfer.data.packed.JpegClips`."""
     good = [it for it in items if "skipped" not in it]
     batch = {"skipped": [(it["index"], it["skipped"]) for it in items if "skipped" in it]}
     if good:
-        batch["video"] = torch.stack([it["video"] for it in good])
+        batch["video"] = JpegClips.collate([it["jpeg"] for it in good]) if "jpeg" in good[0] else \
+            torch.stack([it["video"] for it in good])
         batch["audio"] = torch.stack([it["audio"] for it in good])
         batch["label"] = torch.tensor([it["label"] for it in good])
         batch["index"] = torch.tensor([it["index"] for it in good])
