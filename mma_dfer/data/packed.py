@@ -192,14 +192,15 @@ class PackedClip:
             torch.from_numpy(lengths)
 
     def decode(self, idx) -> np.ndarray:
-        """(k, H, W, 3) uint8 frames ``idx``, decoded on this CPU (the loader worker)."""
+        """(k, H, W, 3) uint8 frames ``idx``, decoded on this CPU (the loader worker); strided
+        over the decoder's (k, 3, H, W) layout, which is what the loader turns it back into."""
         data, lengths = self.jpeg(idx)
         frames = decode(data, lengths, "cpu", self.store.shards[self.entry["shard"]]["data"], self.clip_id)
         if frames.shape[-2:] != (self.height, self.width):
             raise ClipError(self.store.shards[self.entry["shard"]]["data"],
                             f"clip {self.clip_id}: frames decode to {tuple(frames.shape[-2:])}, the index says "
                             f"{(self.height, self.width)}")
-        return frames.permute(0, 2, 3, 1).contiguous().numpy()
+        return frames.permute(0, 2, 3, 1).numpy()  # a view: the loader permutes back to (k, 3, H, W), no copy
 
     def fbank(self) -> Optional[torch.Tensor]:
         """The whole (rows, mel bins) fbank, or None when the clip has no audio (see ``absent``)."""
