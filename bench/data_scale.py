@@ -211,7 +211,7 @@ def count_opens(root: Path, under: Path, dataset: str, res: int, extra: list[str
     return sum(bool(pattern.search(line)) for line in lines[mark + 1:]) / n
 
 
-def device_rates(cfgs: dict, res: int) -> dict:
+def device_rates(cfgs: dict, res: int, device: str = "cuda") -> dict:
     """On CUDA: clips/s of the device part of each device path (batches of 32 from pinned memory:
     the decode where the batch holds JPEG bytes, then gpu_augment)."""
     import torch
@@ -224,19 +224,21 @@ def device_rates(cfgs: dict, res: int) -> dict:
     for name, cfg in cfgs.items():
         ds = ClipDataset(read_split(cfg, "train"), cfg, train=True)
         batches = [collate([ds[i % len(ds)] for i in range(s, s + 32)]) for s in range(0, 96, 32)]
-        batches = [{**b, "video": b["video"].pin_memory()} for b in batches]
-        gpu_augment.apply(batches[0]["video"].to("cuda", non_blocking=True), batches[0]["aug"], res)  # warm
-        torch.cuda.synchronize()
+        if device == "cuda":
+            batches = [{**b, "video": b["video"].pin_memory()} for b in batches]
+        sync = torch.cuda.synchronize if device == "cuda" else (lambda: None)
+        gpu_augment.apply(batches[0]["video"].to(device, non_blocking=True), batches[0]["aug"], res)  # warm
+        sync()
         t0 = time.perf_counter()
         for _ in range(3):
             for b in batches:
-                gpu_augment.apply(b["video"].to("cuda", non_blocking=True), b["aug"], res)
-        torch.cuda.synchronize()
+                gpu_augment.apply(b["video"].to(device, non_blocking=True), b["aug"], res)
+        sync()
         out[name] = 3 * 96 / (time.perf_counter() - t0)
     return out
 
 
-def nvjpeg_difference(cfg) -> tuple[int, float]:
+def nvjpeg_difference(cfg, device: str = "cuda") -> tuple[int, float]:
     """nvjpeg (CUDA) against libjpeg-turbo (the loader's decoder) on every frame of the packed
     store: the largest and the mean absolute difference, in levels of 0-255."""
     from mma_dfer.data.packed import PackedStore, decode
@@ -246,7 +248,7 @@ def nvjpeg_difference(cfg) -> tuple[int, float]:
     for clip_id in store.clips:
         clip = store.clip(clip_id)
         data, lengths = clip.jpeg(list(range(clip.count)))
-        diff = (decode(data, lengths, "cpu", store.dir).int() - decode(data, lengths, "cuda", store.dir).cpu().int()).abs()
+        diff = (decode(data, lengths, "cpu", store.dir).int() - decode(data, lengths, device, store.dir).cpu().int()).abs()
         worst, total, values = max(worst, int(diff.max())), total + float(diff.sum()), values + diff.numel()
     return worst, total / values
 

@@ -245,6 +245,29 @@ def test_a_killed_pack_resumes_and_ends_as_a_clean_one(mafw_root, tmp_path):
         "mel_bins": 128}
 
 
+def test_a_changed_source_is_packed_again_and_a_broken_one_is_not_served_stale(dfew_root, tmp_path):
+    out = tmp_path / "out"
+    prepare("dfew", dfew_root, out, pack=SMALL_SHARDS, progress=False)
+    c = cfg(out, "data.source=packed")
+    changed, broken = read_split(c, "test")[:2]
+    before = ClipDataset([changed], c, train=False)[0]["audio"]
+    wav = out / "Clip/wav" / f"{changed.clip_id}.wav"
+    data = bytearray(wav.read_bytes())
+    data[-2000:] = bytes(2000)  # the end of the clip's audio silenced
+    wav.write_bytes(bytes(data))
+    (out / "Clip/wav" / f"{broken.clip_id}.wav").write_bytes(b"RIFF, but not a wav")
+    s = prepare("dfew", dfew_root, out, pack=SMALL_SHARDS, progress=False)
+    assert s["pack_reused"] == 33 and s["packed"] == 34 and [c for c, _ in s["pack_failed"]] == [broken.clip_id]
+    assert f"{broken.clip_id}\tpack: " in (out / "prepare_failed.txt").read_text()
+    after = ClipDataset([changed], c, train=False)[0]["audio"]
+    from mma_dfer.data.cache import source_stamp
+
+    assert not torch.equal(before, after)
+    assert PackedStore(out, c).clips[changed.clip_id]["sources"] == source_stamp([changed.frames, wav])
+    with pytest.raises(ClipError, match=rf"clip {broken.clip_id} is not in the packed store"):
+        ClipDataset([broken], c, train=False)[0]
+
+
 def test_shard_pieces_merge_into_the_output_of_one_run(dfew_root, dfew_packed, tmp_path):
     out = tmp_path / "pieces"
     with pytest.raises(FileNotFoundError, match=r"2 of 2 pieces have not finished"):

@@ -391,9 +391,12 @@ def summary_of(reports: list[ClipReport], extra: dict) -> dict:
 
 
 def write_summary(out: Path, reports: list[ClipReport], extra: dict) -> dict:
-    """``prepare_summary.json`` and the lists of failed clips, clips without a face, without audio."""
+    """``prepare_summary.json`` and the lists of failed clips (those ``--pack`` could not pack
+    with a "pack: " reason), clips without a face, without audio."""
     summary = summary_of(reports, extra)
-    atomic_write_text(out / "prepare_failed.txt", "".join(f"{r['clip_id']}\t{r['reason']}\n" for r in summary["failed_list"]))
+    failed = [(r["clip_id"], r["reason"]) for r in summary["failed_list"]]
+    failed += [(clip_id, f"pack: {reason}") for clip_id, reason in summary.get("pack_failed", [])]
+    atomic_write_text(out / "prepare_failed.txt", "".join(f"{c}\t{why}\n" for c, why in sorted(failed)))
     atomic_write_text(out / "prepare_no_face.txt", "".join(f"{c}\n" for c in summary["no_face"]))
     atomic_write_text(out / "prepare_no_audio.txt", "".join(f"{c}\n" for c in summary["no_audio"]))
     atomic_write_json(out / "prepare_summary.json", summary)
@@ -522,6 +525,8 @@ def run(args) -> int:
     pack = PackOptions(args.pack_quality, int(args.pack_shard_mb * 2**20), args.sample_rate, args.mel_bins) \
         if args.pack else None
     try:
+        if args.merge and args.shard:
+            raise ValueError("--shard I/N prepares one piece, --merge N joins them afterwards: one or the other")
         if args.merge:
             s = merge_pieces(args.out, args.merge)
         else:
