@@ -397,7 +397,6 @@ def table(rows: list[dict]) -> str:
 
 
 def main(argv=None) -> int:
-    import numpy as np
     import torch
 
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
