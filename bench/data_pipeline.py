@@ -5,9 +5,14 @@ side by side in one run, at each resolution.
 
 Paths: raw mp4 decode (decord) + CPU augmentation; numbered JPEG frames + CPU augmentation;
 the pre-decoded cache (memory-mapped uint8) + CPU augmentation; the cache + batched augmentation
-on the accelerator (``data.gpu_augment``; on a CPU-only machine this runs on the CPU and says so).
-Audio (fbank) is part of every item. The dataset is generated (real H.264/AAC mp4 files and JPEG
-frames of ``--size`` pixels), so the numbers are for frames of that size.
+on the accelerator (``data.gpu_augment``; on a CPU-only machine this runs on the CPU and says so);
+the packed store (``prepare --pack`` of the clips: their frames encoded once as JPEG, quality 90)
++ CPU augmentation, + batched augmentation on the accelerator (the loader decodes), and + batched
+decoding and augmentation on the accelerator (``data.decode=device``; nvjpeg on CUDA, on the CPU
+without one). Audio (fbank) is part of every item. The dataset is generated (real H.264/AAC mp4
+files and face frames of ``--size`` pixels; the JPEG-frames row reads them as JPEGs of quality
+95, what ``prepare --faces mtcnn`` writes), so the numbers are for frames of that size;
+``bench/data_scale.py`` measures real face frames at the datasets' real lengths.
 """
 from __future__ import annotations
 
@@ -44,6 +49,22 @@ def measure(ds, n: int, gpu_apply=None, batch: int = 8) -> float:
             if out.is_cuda:
                 torch.cuda.synchronize()
     return len(idx) / (time.perf_counter() - t0)
+
+
+def jpeg_copy(root: Path, out: Path, quality: int = 95) -> Path:
+    """The generated dataset with its (lossless PNG) face frames as JPEG files: the fold files
+    and clips linked, every frame re-encoded (PIL, ``quality``)."""
+    from PIL import Image
+
+    for rel in ("split", "data/clips"):
+        (out / rel).parent.mkdir(parents=True, exist_ok=True)
+        (out / rel).symlink_to(root / rel, target_is_directory=True)
+    for png in sorted((root / "data/faces").rglob("*.png")):
+        jpg = out / png.relative_to(root).with_suffix(".jpg")
+        jpg.parent.mkdir(parents=True, exist_ok=True)
+        with Image.open(png) as img:
+            img.convert("RGB").save(jpg, quality=quality)
+    return out
 
 
 def training_loader_rate(root: Path, work: Path, res: int, workers: int, device) -> float:
@@ -83,6 +104,7 @@ def main(argv=None) -> int:
     from mma_dfer.data import gpu_augment
     from mma_dfer.data.annotations import read_split
     from mma_dfer.data.dataset import ClipDataset
+    from mma_dfer.data.prepare import PackOptions, pack_clips
     from mma_dfer.data.synthetic import make_dataset
 
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
@@ -97,19 +119,27 @@ def main(argv=None) -> int:
     device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
     work = Path(tempfile.mkdtemp(prefix="mma-dfer-bench-"))
     root = make_dataset("mafw", work / "mafw", clips_per_class=4, seed=0, size=args.size, min_frames=40, max_frames=60)
-    print(f"generated {root} ({args.size}x{args.size} frames, 40-60 per clip); one process, one thread; "
-          f"device augmentation on {device}", flush=True)
+    jpeg_root = jpeg_copy(root, work / "mafw-jpeg")
+    train = read_split(load_config(None, ["data.dataset=mafw", f"data.root={root}"]).data, "train")
+    pack_clips("mafw", root, train, "none", 1, PackOptions(), root / "packed", progress=False)  # as prepare --pack
+    print(f"generated {root} ({args.size}x{args.size} frames, 40-60 per clip), packed {root / 'packed'}; one "
+          f"process, one thread; device augmentation on {device}", flush=True)
     rows = []
     for res in [int(r) for r in args.resolutions.split(",")]:
-        def cfg(*extra):
-            return load_config(None, ["data.dataset=mafw", f"data.root={root}", f"data.resolution={res}", *extra]).data
+        def cfg(*extra, data_root=root):
+            return load_config(None, ["data.dataset=mafw", f"data.root={data_root}", f"data.resolution={res}",
+                                      *extra]).data
 
         paths = {
             "mp4 decode + CPU aug": cfg("data.source=video"),
-            "JPEG frames + CPU aug": cfg("data.source=frames"),
+            "JPEG frames + CPU aug": cfg("data.source=frames", data_root=jpeg_root),
             "cache + CPU aug": cfg("data.source=video", f"data.cache_dir={work / 'cache'}"),
             f"cache + {device.type.upper()} batched aug": cfg("data.source=video", f"data.cache_dir={work / 'cache'}",
                                                              "data.gpu_augment=true"),
+            "packed + CPU aug": cfg("data.source=packed"),
+            f"packed + {device.type.upper()} batched aug": cfg("data.source=packed", "data.gpu_augment=true"),
+            f"packed + {device.type.upper()} batched decode + aug": cfg("data.source=packed", "data.gpu_augment=true",
+                                                                       "data.decode=device"),
         }
         warm = ClipDataset(read_split(paths["cache + CPU aug"], "train"), paths["cache + CPU aug"], train=True)
         for i in range(min(args.clips, len(warm))):  # fill the cache outside the timing

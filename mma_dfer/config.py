@@ -135,7 +135,8 @@ class DataConfig:
     annotations: str = "official"
     train_list: Optional[str] = None
     test_list: Optional[str] = None
-    # "frames": pre-extracted face-frame folders; "video": the mp4 clips.
+    # "frames": pre-extracted face-frame folders; "video": the mp4 clips; "packed": the store
+    # `prepare --pack` writes under <data.root>/packed (JPEG frames and fbanks in ~1 GB shards).
     source: str = "frames"
     resolution: int = 160
     num_frames: int = 16
@@ -152,13 +153,17 @@ class DataConfig:
     brightness: float = 0.5
     num_workers: int = 2
     cache_dir: Optional[str] = None
-    # Crop/resize/flip/jitter training batches on the accelerator (needs cache_dir).
+    # Crop/resize/flip/jitter training batches on the accelerator (needs cache_dir or source packed).
     gpu_augment: bool = False
+    # Where packed JPEG frames of training batches are decoded: "loader" (the CPU workers) or
+    # "device" (the batch at once on the accelerator, nvjpeg on CUDA; source packed, gpu_augment).
+    decode: str = "loader"
 
     def validate(self) -> None:
         _choice("data.dataset", self.dataset, tuple(NUM_CLASSES))
         _choice("data.annotations", self.annotations, ("official", "mma", "maedfer", "hicmae"))
-        _choice("data.source", self.source, ("frames", "video"))
+        _choice("data.source", self.source, ("frames", "video", "packed"))
+        _choice("data.decode", self.decode, ("loader", "device"))
         _choice("data.audio_policy", self.audio_policy, ("error", "silence"))
         _choice("data.on_error", self.on_error, ("raise", "skip"))
         _choice("data.normalize", self.normalize, ("none", "imagenet"))
@@ -168,8 +173,17 @@ class DataConfig:
             raise ConfigError(f"data.annotations={self.annotations!r} needs data.train_list and data.test_list")
         for name in ("resolution", "num_frames", "audio_frames", "mel_bins", "sample_rate"):
             _positive(f"data.{name}", getattr(self, name))
-        if self.gpu_augment and not self.cache_dir:
-            raise ConfigError("data.gpu_augment needs data.cache_dir (batched crops need frames of one size)")
+        if self.gpu_augment and not (self.cache_dir or self.source == "packed"):
+            raise ConfigError("data.gpu_augment needs data.cache_dir or data.source=packed (batched crops need "
+                              "frames of one size)")
+        if self.source == "packed" and not self.root:
+            raise ConfigError("data.source=packed needs data.root (the folder prepare --pack wrote, with packed/ in it)")
+        if self.source == "packed" and self.cache_dir:
+            raise ConfigError("data.cache_dir with data.source=packed: the packed store replaces the cache "
+                              "(unset data.cache_dir)")
+        if self.decode == "device" and not (self.source == "packed" and self.gpu_augment):
+            raise ConfigError("data.decode=device decodes packed JPEG frames for data.gpu_augment: it needs "
+                              "data.source=packed and data.gpu_augment=true")
         if len(self.crop_area) != 2 or len(self.crop_ratio) != 2:
             raise ConfigError("data.crop_area and data.crop_ratio are [low, high] pairs")
 

@@ -48,6 +48,8 @@ DERIVED = {
     "data.split_train": "sha256 of the fold's train list (clip ids and labels, in order)",
     "data.split_test": "sha256 of the fold's test list (clip ids and labels, in order)",
     "data.cached": "whether frames come through data.cache_dir (stored at 224 px, cropped from there)",
+    "data.packed": "data.source=packed: the settings the store was made with (how its JPEGs were made, "
+                   "sample rate, mel bins; null otherwise)",
     "model.video_checkpoint_sha256": "sha256 of the MAE-Face file (null: random init)",
     "model.audio_checkpoint_sha256": "sha256 of the AudioMAE file (null: random init)",
     "deepspeed.precision": "float32, bfloat16/float16 (whole module) or autocast-bfloat16/-float16",
@@ -101,6 +103,15 @@ def file_sha256(path: Optional[str]) -> Optional[str]:
     return _FILE_HASHES[key]
 
 
+def packed_settings(data) -> Optional[dict]:
+    """The settings of the packed store a ``data.source=packed`` run reads (None otherwise)."""
+    if data.source != "packed":
+        return None
+    from mma_dfer.data.packed import store_settings
+
+    return store_settings(data.root)
+
+
 def precision_of(ds: dict) -> str:
     """What a DeepSpeed JSON trains in: the whole module's dtype, or ``autocast-<dtype>``."""
     if ds.get("fp16", {}).get("enabled"):
@@ -123,6 +134,7 @@ def run_identity(cfg, ds: dict, train: list, test: list, init_weights: Optional[
         "data.split_train": split_digest(train),
         "data.split_test": split_digest(test),
         "data.cached": bool(cfg.data.cache_dir),
+        "data.packed": packed_settings(cfg.data),
         "model.video_checkpoint_sha256": file_sha256(cfg.model.video_checkpoint),
         "model.audio_checkpoint_sha256": file_sha256(cfg.model.audio_checkpoint),
         "deepspeed.precision": precision_of(ds),

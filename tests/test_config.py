@@ -26,7 +26,8 @@ def test_base_files_and_overrides_merge(tmp_path):
     ("modle.depth=2", "unknown config key 'modle'"),
     ("train.epochs=two", "train.epochs expects an integer, got 'two'"),
     ("model.grad_checkpointing=2", "model.grad_checkpointing expects true/false"),
-    ("data.source=raw", "data.source='raw' is not one of ['frames', 'video']"),
+    ("data.source=raw", "data.source='raw' is not one of ['frames', 'video', 'packed']"),
+    ("data.decode=device", "data.decode=device decodes packed JPEG frames for data.gpu_augment"),
     ("model.num_classes=5", "model.num_classes=5 but data.dataset='dfew' has 7 classes"),
     ("train", "override 'train' is not of the form section.key=value"),
 ])

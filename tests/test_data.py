@@ -253,7 +253,7 @@ def test_cache_is_filled_once_and_invalidated_by_a_changed_source(tmp_path, mafw
     samples = read_split(cfg, "test")[:2]
     ds = ClipDataset(samples, cfg, train=False)
     first = ds[0]
-    assert (tmp_path / "cache/mafw/s224/00001.frames.npy").is_file()
+    assert (ds.cache.dir / "00001.frames.npy").is_file() and ds.cache.dir.parent == tmp_path / "cache/mafw"
     plain = ClipDataset(samples, data_cfg(mafw_root, "mafw", "data.source=video"), train=False)[0]
     assert (first["video"] - plain["video"]).abs().mean() < 0.02
     torch.testing.assert_close(first["audio"], plain["audio"])
@@ -268,6 +268,37 @@ def test_cache_is_filled_once_and_invalidated_by_a_changed_source(tmp_path, mafw
     monkeypatch.setattr(ClipDataset, "decode_all", lambda self, s: calls.append(s.clip_id) or orig(self, s))
     ds[0]
     assert calls == ["00001"]
+
+
+def test_cache_is_keyed_by_the_audio_settings(tmp_path, mafw_root, monkeypatch):
+    """An fbank cached at one sample rate or mel-bin count is never served to a run with another;
+    each setting keeps its own entries (a run with the first settings still hits)."""
+    common = ["data.source=video", f"data.cache_dir={tmp_path / 'cache'}"]
+    samples = read_split(data_cfg(mafw_root, "mafw"), "test")[:1]
+    ClipDataset(samples, data_cfg(mafw_root, "mafw", *common), train=False)[0]
+    default = ClipDataset(samples, data_cfg(mafw_root, "mafw", "data.source=video"), train=False)[0]["audio"]
+    for change, shape in (("data.mel_bins=64", (1, 512, 64)), ("data.sample_rate=8000", (1, 512, 128))):
+        cached = ClipDataset(samples, data_cfg(mafw_root, "mafw", *common, change), train=False)[0]["audio"]
+        plain = ClipDataset(samples, data_cfg(mafw_root, "mafw", "data.source=video", change), train=False)[0]["audio"]
+        assert cached.shape == shape and torch.equal(cached, plain)
+        assert cached.shape != default.shape or not torch.equal(cached, default)
+    assert len(list((tmp_path / "cache/mafw").iterdir())) == 3
+    monkeypatch.setattr(ClipDataset, "decode_all", lambda *a: pytest.fail("cache miss"))
+    ClipDataset(samples, data_cfg(mafw_root, "mafw", *common), train=False)[0]
+
+
+def test_cached_clip_without_audio_still_fails_an_error_policy_run(tmp_path):
+    """A clip cached by a "silence" run (as prepare fills the cache) records why it has no audio;
+    a run with the default policy reading that entry fails naming the clip, as without a cache."""
+    frames = render_frames(0, 7, 20, 32, np.random.default_rng(0))
+    clip = write_mp4(tmp_path / "mute.mp4", frames, None)
+    item = one_clip_dataset(tmp_path, clip, audio_policy="silence", cache_dir=tmp_path / "cache")[0]
+    assert item["silent"]
+    ds = one_clip_dataset(tmp_path, clip, cache_dir=tmp_path / "cache")
+    sample = ds.samples[0]
+    assert ds.cache.load("mute", [ds.frame_source(sample), ds.audio_source(sample)])  # the silence run's entry
+    with pytest.raises(ClipError, match=r"mute.mp4: no audio stream \(set data.audio_policy=silence"):
+        ds[0]
 
 
 # -- commands ----------------------------------------------------------------------------------

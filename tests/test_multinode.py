@@ -207,6 +207,35 @@ def report(title: str, t_kill: float, events: dict) -> None:
     print(f"\n{title}: " + ", ".join(f"{k} +{t - t_kill:.1f} s" for k, t in timeline))
 
 
+# -- data preparation as an array (issue 19) ------------------------------------------------------------
+
+def test_prepare_array_splits_the_clips_over_the_nodes_and_merges_them(mn, dfew_root, tmp_path):
+    """slurm/prepare.sh with 2 tasks: each prepares and packs its piece on its own node, the merge
+    job then writes the summary and the store index that one prepare of the whole dataset writes."""
+    from mma_dfer.data.prepare import PackOptions, prepare
+    from tests.test_packed import clip_bytes
+
+    out, one = tmp_path / "out", tmp_path / "one"
+    exports = ",".join(["ALL", "DATASET=dfew", f"RAW={dfew_root}", f"OUT={out}", "WORKERS=1",
+                        "PREPARE_ARGS=--pack --pack-shard-mb 0.15", f"MMA_DFER_HOME={ROOT}", f"VENV={VENV_BIN.parent}"])
+    proc = mn.sh("sbatch", "--parsable", "--array=0-1", "--cpus-per-task=1", "--mem=2G", f"--output={tmp_path}/p-%A_%a.out",
+                 f"--export={exports}", ROOT / "slurm/prepare.sh", cwd=ROOT)
+    assert proc.returncode == 0, proc.stderr
+    job = proc.stdout.strip().split(";")[0]
+    prepare("dfew", dfew_root, one, pack=PackOptions(shard_bytes=int(0.15 * 2**20)), progress=False)
+    mn.wait_idle()
+    rows = [line.split("|") for line in mn.sh("sacct", "-n", "-X", "-P", "-S", "2000-01-01",
+                                               "-o", "JobID,JobName,State,NodeList").stdout.splitlines()]
+    tasks = {r[0]: r for r in rows if r[0].startswith(f"{job}_")}
+    assert sorted(tasks) == [f"{job}_0", f"{job}_1"] and {r[2] for r in tasks.values()} == {"COMPLETED"}, rows
+    assert {r[3] for r in tasks.values()} == set(mn.nodes)  # one piece on each node
+    merge = [r for r in rows if r[1] == "mma-dfer-prepare-merge"]
+    assert len(merge) == 1 and merge[0][2] == "COMPLETED", rows
+    assert "35 packed into" in (out / f"prepare-merge-{job}.out").read_text()
+    assert json.loads((out / "prepare_summary.json").read_text()) == json.loads((one / "prepare_summary.json").read_text())
+    assert clip_bytes(out) == clip_bytes(one)
+
+
 # -- item 3: the grid over every node ---------------------------------------------------------------
 
 @pytest.mark.parametrize("cluster", [3], indirect=True)

@@ -100,6 +100,25 @@ def test_prepare_finds_the_face_in_every_frame(face_raw, tmp_path):
     assert item["video"].shape == (16, 3, 112, 112) and not item["silent"]
 
 
+def test_detection_batches_give_the_same_boxes(face_raw):
+    """MTCNN on whole batches (DETECT_BATCH_CUDA frames a call on a GPU, --device cuda) finds the
+    boxes it finds 16 or 5 frames at a time: the batch size is throughput, not results (checked
+    here on the CPU; on a GPU the same code runs with device="cuda")."""
+    import decord
+
+    from mma_dfer.data.prepare import DETECT_BATCH_CUDA, detect_boxes
+
+    raw, truth = face_raw
+    frames = decord.VideoReader(str(raw / "data/clips/00002.mp4")).get_batch(list(range(FRAMES))).asnumpy()
+    by_batch = {b: detect_boxes(frames, batch=b) for b in (5, 16, DETECT_BATCH_CUDA)}
+    assert len(by_batch[5]) == FRAMES and all(b is not None for b in by_batch[5])
+    for b in (16, DETECT_BATCH_CUDA):
+        np.testing.assert_allclose(np.stack(by_batch[b]), np.stack(by_batch[5]), atol=1e-2)
+    for (x1, y1, x2, y2), (a1, b1, a2, b2) in zip(by_batch[5], truth["00002"]):  # and they are the face
+        inter = max(0, min(x2, a2) - max(x1, a1)) * max(0, min(y2, b2) - max(y1, b1))
+        assert inter / ((x2 - x1) * (y2 - y1) + (a2 - a1) * (b2 - b1) - inter) > 0.5
+
+
 def test_prepare_resumes_after_a_kill_and_redoes_nothing(face_raw, tmp_path):
     raw, _ = face_raw
     clean, killed = tmp_path / "clean", tmp_path / "killed"
@@ -135,14 +154,15 @@ def test_prepare_never_overwrites_foreign_outputs_without_force(face_raw, tmp_pa
     assert (out / "data/wav/00002.wav").read_bytes() == b"user's own file" and s["skipped"] == 1
     s = prepare("mafw", raw, out, faces="none", force=True, progress=False, cache_resolutions=(112, 160))
     assert s["done"] == 4 and (out / "data/wav/00002.wav").read_bytes()[:4] == b"RIFF"
-    assert s["cached"] == 4 and len(list((out / "cache/mafw/s224").glob("*.frames.npy"))) == 4
+    (entries,) = (out / "cache/mafw").glob("s224-*")  # one settings folder (cache_settings)
+    assert s["cached"] == 4 and len(list(entries.glob("*.frames.npy"))) == 4
     # the same cache from two worker processes
     from mma_dfer.data.prepare import _all_samples, fill_cache
 
-    serial = {p.name: p.read_bytes() for p in (out / "cache/mafw/s224").glob("*.npy")}
+    serial = {p.name: p.read_bytes() for p in entries.glob("*.npy")}
     shutil.rmtree(out / "cache")
     assert fill_cache("mafw", out, _all_samples("mafw", raw)[0], "none", workers=2) == 4
-    assert {p.name: p.read_bytes() for p in (out / "cache/mafw/s224").glob("*.npy")} == serial
+    assert {p.name: p.read_bytes() for p in entries.glob("*.npy")} == serial
 
 
 def test_verify_names_a_deleted_a_truncated_clip_and_a_bad_label(tmp_path):

@@ -1,4 +1,5 @@
-"""The clip dataset: sampling, decoding (or the cache), transforms, audio windows, bad clips.
+"""The clip dataset: sampling, decoding (or the cache, or the packed store), transforms, audio
+windows, bad clips.
 
 An item is a dict: ``video`` (T, 3, S, S) float in [0, 1] (or (C, T, 3, S, S) in C-clip test
 mode), ``audio`` (1, F, 128) normalised fbank (or (C, 1, F, 128)), ``label``, ``index``.
@@ -20,7 +21,8 @@ from mma_dfer.config import DataConfig
 from mma_dfer.data import audio as A
 from mma_dfer.data import video as V
 from mma_dfer.data.annotations import Sample
-from mma_dfer.data.cache import ClipCache
+from mma_dfer.data.cache import ClipCache, cache_settings
+from mma_dfer.data.packed import JpegClips, PackedStore, StoreError
 from mma_dfer.data.video import ClipError
 
 log = logging.getLogger(__name__)
@@ -40,7 +42,12 @@ class ClipDataset(Dataset):
             raise ValueError("multi-clip sampling is a test-time mode")
         self.samples, self.cfg, self.train, self.clips, self.seed = samples, cfg, train, clips, seed
         self.epoch = 0
-        self.cache = ClipCache(cfg.cache_dir, cfg.dataset, max(cfg.resolution, 224)) if cfg.cache_dir else None
+        self.cache = ClipCache(cfg.cache_dir, cfg.dataset, cache_settings(cfg)) if cfg.cache_dir else None
+        self.store = PackedStore(cfg.root, cfg) if cfg.source == "packed" else None
+        if self.store is not None and train and cfg.augment and cfg.gpu_augment and len(self.store.frame_sizes()) > 1:
+            raise StoreError(self.store.dir, f"data.gpu_augment batches frames of one size, the store's clips have "
+                                             f"{sorted(self.store.frame_sizes())} (pack from video, which stores one "
+                                             "size, or set data.gpu_augment=false)")
 
     def set_epoch(self, epoch: int) -> None:
         self.epoch = epoch
@@ -66,13 +73,18 @@ class ClipDataset(Dataset):
 
     def full_fbank(self, sample: Sample) -> Optional[torch.Tensor]:
         """The whole clip's fbank (before normalisation), or None when it has no audio."""
+        fb, absent = probe_fbank(self.audio_source(sample), self.cfg)
+        return fb if absent is None else self.without_audio(absent)
+
+    def without_audio(self, absent: ClipError) -> None:
+        """``data.audio_policy`` on a clip without audio: None (silence) or the error, worded."""
         try:
-            return read_fbank(self.audio_source(sample), self.cfg)
+            return silence_or_raise(absent, self.cfg)
         except A.NoAudioError as e:
             raise ClipError(e.path, f"{e.reason} (set data.audio_policy=silence to use silence)") from None
 
-    def decode_all(self, sample: Sample) -> tuple[np.ndarray, Optional[torch.Tensor]]:
-        """Every frame at the cache size and the full fbank (to fill the cache)."""
+    def decode_all(self, sample: Sample) -> tuple[np.ndarray, Optional[torch.Tensor], Optional[ClipError]]:
+        """Every frame at the cache size, the full fbank and why there is none (to fill the cache)."""
         src = self.frame_source(sample)
         if self.cfg.source == "video":
             vr = V.open_video(src)
@@ -81,18 +93,28 @@ class ClipDataset(Dataset):
             frames = V.read_frame_files(V.list_frames(src))
         t = torch.from_numpy(frames).permute(0, 3, 1, 2).float()
         t = V.resize(t, self.cache.size).round().clamp(0, 255).to(torch.uint8).permute(0, 2, 3, 1)
-        return t.numpy(), self.full_fbank(sample)
+        return (t.numpy(), *probe_fbank(self.audio_source(sample), self.cfg))
 
     def from_cache(self, sample: Sample):
         """(frame count, frame reader, full fbank) from the cache, filling it on a miss."""
         sources = [self.frame_source(sample), self.audio_source(sample)]
         hit = self.cache.load(sample.clip_id, sources)
         if hit is None:
-            frames, fb = self.decode_all(sample)
-            self.cache.store(sample.clip_id, sources, frames, None if fb is None else fb.numpy())
+            frames, fb, absent = self.decode_all(sample)
+            self.cache.store(sample.clip_id, sources, frames, None if fb is None else fb.numpy(),
+                             None if absent is None else absence_record(absent))
             hit = self.cache.load(sample.clip_id, sources)
-        frames, fb = hit
-        return len(frames), (lambda idx: np.asarray(frames[idx])), None if fb is None else torch.from_numpy(np.array(fb))
+            if hit is None:
+                raise ClipError(self.cache.dir / sample.clip_id, "cache entry unreadable right after it was written")
+        frames, fb, absent = hit
+        fb = torch.from_numpy(np.array(fb)) if absent is None else self.without_audio(absence_error(absent))
+        return len(frames), (lambda idx: np.asarray(frames[idx])), fb
+
+    def from_store(self, sample: Sample):
+        """(frame count, frame reader, full fbank) from the packed store."""
+        clip = self.store.clip(sample.clip_id)
+        fb = clip.fbank() if clip.absent is None else self.without_audio(absence_error(clip.absent))
+        return clip.count, clip.decode, fb
 
     def _from_source(self, sample: Sample):
         src = self.frame_source(sample)
@@ -105,7 +127,10 @@ class ClipDataset(Dataset):
     # -- one item ---------------------------------------------------------------------------
     def load(self, index: int) -> dict:
         sample = self.samples[index]
-        n, read, fb = self.from_cache(sample) if self.cache else self._from_source(sample)
+        if self.store is not None:
+            n, read, fb = self.from_store(sample)
+        else:
+            n, read, fb = self.from_cache(sample) if self.cache else self._from_source(sample)
         item = {"label": sample.label, "index": index, "silent": fb is None}
         if not self.train:
             item["video"], item["audio"] = evaluation_inputs(n, read, fb, self.cfg, self.clips)
@@ -113,16 +138,19 @@ class ClipDataset(Dataset):
         cfg = self.cfg
         rng = np.random.default_rng([self.seed, self.epoch, index])
         idx = V.train_indices(n, cfg.num_frames, rng)
-        frames = torch.from_numpy(read(idx)).permute(0, 3, 1, 2)
         item["audio"] = audio_window(fb, idx, n, cfg, clips=1)
-        if cfg.augment and cfg.gpu_augment:  # uint8 out; mma_dfer.data.gpu_augment applies
+        if cfg.augment and cfg.gpu_augment:  # uint8 (or JPEG bytes) out; mma_dfer.data.gpu_augment applies
+            if cfg.decode == "device":  # decoded with the batch on the device (packed.JpegClips)
+                clip = self.store.clip(sample.clip_id)
+                item["jpeg"], size = clip.jpeg(idx), (clip.height, clip.width)
+            else:
+                item["video"] = torch.from_numpy(read(idx)).permute(0, 3, 1, 2).contiguous()
+                size = item["video"].shape[-2:]
             (y, x, ch, cw), flip, factor = V.draw_train_params(
-                *frames.shape[-2:], cfg.resolution, rng, tuple(cfg.crop_area), tuple(cfg.crop_ratio),
-                cfg.flip_prob, cfg.brightness)
-            item["video"] = frames.contiguous()
+                *size, cfg.resolution, rng, tuple(cfg.crop_area), tuple(cfg.crop_ratio), cfg.flip_prob, cfg.brightness)
             item["aug"] = torch.tensor([x, y, x + cw, y + ch, float(flip), factor])
             return item
-        frames = frames.float()
+        frames = torch.from_numpy(read(idx)).permute(0, 3, 1, 2).float()
         if cfg.augment:
             frames = V.train_transform(frames, cfg.resolution, rng, tuple(cfg.crop_area), tuple(cfg.crop_ratio),
                                        cfg.flip_prob, cfg.brightness)
@@ -136,19 +164,41 @@ def read_fbank(path: Path, cfg: DataConfig) -> Optional[torch.Tensor]:
     """The whole fbank (before normalisation) of a wav or a video's track, or None (silence)
     when there is no audio and ``cfg.audio_policy`` is "silence"; with "error" the
     :class:`~mma_dfer.data.audio.NoAudioError` propagates for the caller to word."""
+    fb, absent = probe_fbank(path, cfg)
+    return fb if absent is None else silence_or_raise(absent, cfg)
+
+
+def probe_fbank(path: Path, cfg: DataConfig) -> tuple[Optional[torch.Tensor], Optional[ClipError]]:
+    """(fbank, None), or (None, why) for a clip without audio, whatever the policy: a
+    :class:`~mma_dfer.data.audio.NoAudioError` (no or an empty stream), or the file is missing.
+    Stores (the cache, the packed store) record the why and apply the policy when read."""
     try:
         wav = A.read_waveform(path, cfg.sample_rate)
     except A.NoAudioError as e:
-        if cfg.audio_policy == "error":
+        return None, e
+    except ClipError as e:
+        if path.exists():
             raise
-        log.warning("%s: %s; using silence (audio policy: silence)", e.path, e.reason)
-        return None
-    except ClipError:
-        if cfg.audio_policy == "silence" and not path.exists():
-            log.warning("%s: no audio file; using silence (audio policy: silence)", path)
-            return None
-        raise
-    return A.fbank(wav, cfg.sample_rate, cfg.mel_bins)
+        return None, e
+    return A.fbank(wav, cfg.sample_rate, cfg.mel_bins), None
+
+
+def silence_or_raise(absent: ClipError, cfg: DataConfig) -> None:
+    """The audio policy on a clip without audio: "error" raises ``absent``, "silence" logs it."""
+    if cfg.audio_policy == "error":
+        raise absent
+    log.warning("%s: %s; using silence (audio policy: silence)", absent.path, absent.reason)
+    return None
+
+
+def absence_record(absent: ClipError) -> dict:
+    """A clip's missing audio as stores keep it (JSON)."""
+    return {"path": absent.path, "reason": absent.reason, "stream": isinstance(absent, A.NoAudioError)}
+
+
+def absence_error(record: dict) -> ClipError:
+    """The error :func:`probe_fbank` gave when the record was made."""
+    return (A.NoAudioError if record["stream"] else ClipError)(record["path"], record["reason"])
 
 
 def evaluation_inputs(n: int, read, fb: Optional[torch.Tensor], cfg: DataConfig, clips: int = 1):
@@ -189,11 +239,13 @@ def placeholder_inputs(cfg: DataConfig, clips: int = 1) -> tuple[torch.Tensor, t
 
 
 def collate(items: list[dict]) -> dict:
-    """Stack the good items; ``skipped`` lists (index, reason) of the bad ones."""
+    """Stack the good items; ``skipped`` lists (index, reason) of the bad ones. Packed frames
+    left for the device to decode become one :class:`~mma_dfer.data.packed.JpegClips`."""
     good = [it for it in items if "skipped" not in it]
     batch = {"skipped": [(it["index"], it["skipped"]) for it in items if "skipped" in it]}
     if good:
-        batch["video"] = torch.stack([it["video"] for it in good])
+        batch["video"] = JpegClips.collate([it["jpeg"] for it in good]) if "jpeg" in good[0] else \
+            torch.stack([it["video"] for it in good])
         batch["audio"] = torch.stack([it["audio"] for it in good])
         batch["label"] = torch.tensor([it["label"] for it in good])
         batch["index"] = torch.tensor([it["index"] for it in good])

@@ -1,11 +1,13 @@
 """The training augmentation on the accelerator, for whole batches.
 
 At hundreds of clips per second a node's CPUs cannot crop, resize and jitter 16 frames per clip.
-With ``data.gpu_augment: true`` (and the pre-decoded cache, so every clip's frames have one
-size) the loader only slices uint8 frames out of the memory-mapped cache and draws the random
-parameters (the same generator, so the same draws as the CPU path); this module then applies the
-crop-and-resize (``roi_align``: each clip's box for all its frames), the flip and the brightness
-factor to the batch on the device.
+With ``data.gpu_augment: true`` (and the pre-decoded cache or the packed store, so every clip's
+frames have one size) the loader only slices uint8 frames out of the memory-mapped cache, or
+decodes the sampled JPEGs of the packed store, and draws the random parameters (the same
+generator, so the same draws as the CPU path); this module then applies the crop-and-resize
+(``roi_align``: each clip's box for all its frames), the flip and the brightness factor to the
+batch on the device. With ``data.decode: device`` the batch arrives as JPEG bytes and its
+``.to(device)`` decodes it there first (:class:`mma_dfer.data.packed.JpegClips`).
 """
 from __future__ import annotations
 

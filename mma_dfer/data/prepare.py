@@ -9,10 +9,22 @@ smoothed over time (moving average of centre and size), made square with a margi
 centred square crop and is reported. The fold files are copied and the raw clips (and DFEW's
 shipped face frames) linked, so the output folder is a complete ``data.root``.
 
+With ``--pack`` it then writes the packed store (``<out>/packed``, :mod:`mma_dfer.data.pack`)
+from what training would read: DFEW's shipped face JPEGs or MAFW's MTCNN crops as they are,
+else the clips' decoded frames encoded once (``--pack-quality``), with each clip's fbank.
+
 Resumable: each finished clip has a marker recording its source's size and mtime; a rerun
 skips those, and an output not made by this tool for the same source is never overwritten
-without ``--force``. Parallel over clips (``--workers``), with a progress bar and a summary;
-failures are listed in ``prepare_failed.txt``.
+without ``--force`` (the packed store resumes from its journal the same way). Parallel over
+clips (``--workers``), with a progress bar and a summary; failures are listed in
+``prepare_failed.txt``.
+
+At cluster size, ``--shard I/N`` does the clips ``I, I + N, I + 2N, ...`` of the sorted clip
+list (one task of ``slurm/prepare.sh``'s array each): its summary goes to
+``.prepare/piece-I-of-N.json`` and its store to ``packed/parts/I-of-N/``; ``--merge N`` then
+joins the N pieces into the summary and the store one run would have written (one index over
+the pieces' shards; the clips' bytes are those one run packs). ``--device cuda`` runs MTCNN on
+the GPU in batches of ``DETECT_BATCH_CUDA`` frames.
 """
 from __future__ import annotations
 
@@ -31,13 +43,15 @@ import numpy as np
 from mma_dfer.data.annotations import LAYOUTS, official_split_file, read_split
 from mma_dfer.data.cache import source_stamp
 from mma_dfer.data.video import ClipError
-from mma_dfer.utils import atomic_write_json, atomic_write_text, one_thread_per_process
+from mma_dfer.utils import atomic_write_bytes, atomic_write_json, atomic_write_text, one_thread_per_process
 
 SAMPLE_RATE = 16000
 MARKERS = ".prepare"
 JPEG_QUALITY = 95  # face crops' frame files
 FACE_SIZE, FACE_MARGIN, FACE_SMOOTH = 224, 1.3, 5  # crop side (px), square = margin x box, smoothing (frames)
-DETECT_BATCH = 16  # frames per MTCNN call
+DETECT_BATCH = 16  # frames per MTCNN call on the CPU
+DETECT_BATCH_CUDA = 128  # on a GPU: one call for most clips (the P-Net pyramid runs on the whole batch)
+PACK_QUALITY = 90  # JPEG quality of frames the packed store encodes (10.8 KB a 224-px face frame)
 
 
 @dataclass
@@ -51,6 +65,7 @@ class ClipJob:
     margin: float = FACE_MARGIN
     size: int = FACE_SIZE
     smooth: int = FACE_SMOOTH
+    device: str = "cpu"
 
 
 @dataclass
@@ -93,27 +108,29 @@ def check_wav(path: Path, expected_seconds: float) -> str:
 
 # -- faces ---------------------------------------------------------------------------------
 
-_DETECTOR = None
+_DETECTORS: dict = {}
 
 
-def detector():
-    """MTCNN from facenet-pytorch (its P/R/O-Net weights ship in its wheel), one per process."""
-    global _DETECTOR
-    if _DETECTOR is None:
+def detector(device: str = "cpu"):
+    """MTCNN from facenet-pytorch (its P/R/O-Net weights ship in its wheel), one per process and device."""
+    if device not in _DETECTORS:
         try:
             from facenet_pytorch import MTCNN
         except ImportError as e:
             raise RuntimeError("--faces mtcnn needs facenet-pytorch: pip install --no-deps facenet-pytorch==2.6.0 "
                                f"requests ({e})") from None
-        _DETECTOR = MTCNN(keep_all=True, device="cpu", post_process=False)
-    return _DETECTOR
+        _DETECTORS[device] = MTCNN(keep_all=True, device=device, post_process=False)
+    return _DETECTORS[device]
 
 
-def detect_boxes(frames: np.ndarray, batch: int = DETECT_BATCH) -> list[Optional[np.ndarray]]:
-    """The most confident face box (x1, y1, x2, y2) per frame, or None."""
+def detect_boxes(frames: np.ndarray, batch: Optional[int] = None, device: str = "cpu") -> list[Optional[np.ndarray]]:
+    """The most confident face box (x1, y1, x2, y2) per frame, or None. Frames go to MTCNN
+    ``batch`` at a time (default ``DETECT_BATCH`` on the CPU, ``DETECT_BATCH_CUDA`` on a GPU), as
+    one (N, H, W, 3) array that facenet-pytorch moves to ``device`` and runs as one batch."""
+    batch = batch or (DETECT_BATCH if device == "cpu" else DETECT_BATCH_CUDA)
     out = []
     for i in range(0, len(frames), batch):
-        boxes, probs = detector().detect(list(frames[i:i + batch]))
+        boxes, probs = detector(device).detect(np.ascontiguousarray(frames[i:i + batch]))
         for b, p in zip(boxes, probs):
             out.append(None if b is None else np.asarray(b[int(np.argmax(p))], dtype=np.float64))
     return out
@@ -176,7 +193,7 @@ def as_stored(crop: np.ndarray) -> np.ndarray:
 
 def crop_faces(frames: np.ndarray, job: ClipJob) -> tuple[np.ndarray, int, bool, list]:
     """(crops, frames with a detection, no face at all, per-frame squares [cx, cy, side])."""
-    boxes = detect_boxes(frames)
+    boxes = detect_boxes(frames, device=job.device)
     detected = sum(b is not None for b in boxes)
     squares = face_squares(boxes, *frames.shape[1:3], job.margin, job.smooth)
     crops = np.stack([square_crop(f, cx, cy, side, job.size) for f, (cx, cy, side) in zip(frames, squares)])
@@ -272,76 +289,211 @@ def _link_into(out: Path, raw: Path, rel: str) -> None:
     src, dst = raw / rel, out / rel
     if src.exists() and not dst.exists() and src.resolve() != dst.resolve():
         dst.parent.mkdir(parents=True, exist_ok=True)
-        dst.symlink_to(src.resolve(), target_is_directory=True)
+        try:
+            dst.symlink_to(src.resolve(), target_is_directory=True)
+        except FileExistsError:  # another --shard piece made it meanwhile
+            pass
+
+
+def training_source(dataset: str, faces: str) -> str:
+    """What training reads after this preparation: face frames (DFEW's shipped ones, or the
+    MTCNN crops) or, for MAFW without crops, the clips."""
+    return "frames" if faces == "mtcnn" or dataset == "dfew" else "video"
+
+
+@dataclass
+class PackOptions:
+    """``--pack``: the JPEG quality of frames it encodes, the shard size, the fbank's settings."""
+
+    quality: int = PACK_QUALITY
+    shard_bytes: int = 1 << 30
+    sample_rate: int = 16000
+    mel_bins: int = 128
+
+
+def piece_of(samples: list, piece: Optional[tuple[int, int]]) -> list:
+    """The clips of ``--shard I/N``: every N-th of the clips sorted by id, from the I-th (each
+    piece gets clips from the whole range: similar lengths, similar work)."""
+    ordered = sorted(samples, key=lambda s: s.clip_id)
+    return ordered if piece is None else ordered[piece[0]::piece[1]]
+
+
+def piece_name(piece: tuple[int, int]) -> str:
+    return f"{piece[0]}-of-{piece[1]}"
 
 
 def prepare(dataset: str, raw: str | Path, out: str | Path, workers: int = 1, faces: str = "none",
-            force: bool = False, cache_resolutions: tuple = (), margin: float = FACE_MARGIN, progress: bool = True) -> dict:
+            force: bool = False, cache_resolutions: tuple = (), margin: float = FACE_MARGIN, progress: bool = True,
+            pack: Optional[PackOptions] = None, piece: Optional[tuple[int, int]] = None, device: str = "cpu") -> dict:
     raw, out = Path(raw).resolve(), Path(out).resolve()
     samples, split_files = _all_samples(dataset, raw)
     layout = LAYOUTS[dataset]
-    for f in split_files:  # the fold lists, in place for data.root=out
+    for f in split_files:  # the fold lists, in place for data.root=out (atomic: pieces copy them at once)
         dst = out / f.relative_to(raw)
         if dst.resolve() != f.resolve():
-            dst.parent.mkdir(parents=True, exist_ok=True)
-            shutil.copyfile(f, dst)
+            atomic_write_bytes(dst, f.read_bytes())
     _link_into(out, raw, layout["video"])
     if faces == "none":
         _link_into(out, raw, layout["frames"])  # DFEW's shipped face frames
+    samples = piece_of(samples, piece)
     jobs = [ClipJob(clip_id=s.clip_id, video=str(raw / layout["video"] / f"{s.clip_id}.mp4"),
                     wav=str(out / layout["wav"] / f"{s.clip_id}.wav"),
                     faces=str(out / layout["frames"] / s.clip_id) if faces == "mtcnn" else None,
-                    marker=str(out / MARKERS / f"{s.clip_id}.json"), force=force, margin=margin) for s in samples]
-    reports: list[ClipReport] = []
+                    marker=str(out / MARKERS / f"{s.clip_id}.json"), force=force, margin=margin, device=device)
+            for s in samples]
+    desc = f"prepare {dataset}" + (f" {piece_name(piece)}" if piece else "")
+    reports: list[ClipReport] = list(_map(process_clip, jobs, workers, progress, desc, ordered=False))
+    extra = {}
+    if cache_resolutions:
+        extra["cached"] = fill_cache(dataset, out, samples, faces, workers)
+    if pack is not None:
+        store = out / "packed" / ("parts/" + piece_name(piece) if piece else "")
+        extra.update(pack_clips(dataset, out, samples, faces, workers, pack, store, force, progress))
+    if piece is not None:
+        atomic_write_json(out / MARKERS / f"piece-{piece_name(piece)}.json",
+                          {"piece": list(piece), "reports": [asdict(r) for r in reports], **extra})
+        return summary_of(reports, extra)
+    return write_summary(out, reports, extra)
+
+
+def _map(fn, jobs: list, workers: int, progress: bool, desc: str, ordered: bool = True):
+    """``fn`` over ``jobs`` in ``workers`` spawned processes (one compute thread each), in order
+    or as finished, with a progress bar."""
     bar = None
     if progress:
         from tqdm import tqdm
 
-        bar = tqdm(total=len(jobs), desc=f"prepare {dataset}", dynamic_ncols=True)
-    if workers > 1:
-        with get_context("spawn").Pool(workers, initializer=one_thread_per_process) as pool:
-            for rep in pool.imap_unordered(process_clip, jobs):
-                reports.append(rep)
+        bar = tqdm(total=len(jobs), desc=desc, dynamic_ncols=True)
+    try:
+        if workers > 1 and len(jobs) > 1:
+            with get_context("spawn").Pool(workers, initializer=one_thread_per_process) as pool:
+                for result in (pool.imap if ordered else pool.imap_unordered)(fn, jobs):
+                    yield result
+                    if bar:
+                        bar.update(1)
+        else:
+            for job in jobs:
+                yield fn(job)
                 if bar:
                     bar.update(1)
-    else:
-        for job in jobs:
-            reports.append(process_clip(job))
-            if bar:
-                bar.update(1)
-    if bar:
-        bar.close()
-    summary = summarize(reports, out)
-    if cache_resolutions:
-        summary["cached"] = fill_cache(dataset, out, samples, faces, workers)
-    return summary
+    finally:
+        if bar:
+            bar.close()
 
 
-def summarize(reports: list[ClipReport], out: Path) -> dict:
+def summary_of(reports: list[ClipReport], extra: dict) -> dict:
     by = {k: sorted(r.clip_id for r in reports if r.status == k) for k in ("done", "skipped", "failed")}
     failed = sorted((r for r in reports if r.status == "failed"), key=lambda r: r.clip_id)
-    atomic_write_text(out / "prepare_failed.txt", "".join(f"{r.clip_id}\t{r.reason}\n" for r in failed))
-    no_face = sorted(r.clip_id for r in reports if r.no_face)
-    no_audio = sorted(r.clip_id for r in reports if r.no_audio)
-    atomic_write_text(out / "prepare_no_face.txt", "".join(f"{c}\n" for c in no_face))
-    atomic_write_text(out / "prepare_no_audio.txt", "".join(f"{c}\n" for c in no_audio))
-    summary = {"clips": len(reports), **{k: len(v) for k, v in by.items()}, "no_face": no_face,
-               "no_audio": no_audio, "failed_list": [asdict(r) for r in failed]}
+    return {"clips": len(reports), **{k: len(v) for k, v in by.items()},
+            "no_face": sorted(r.clip_id for r in reports if r.no_face),
+            "no_audio": sorted(r.clip_id for r in reports if r.no_audio),
+            "failed_list": [asdict(r) for r in failed], **extra}
+
+
+def write_summary(out: Path, reports: list[ClipReport], extra: dict) -> dict:
+    """``prepare_summary.json`` and the lists of failed clips (those ``--pack`` could not pack
+    with a "pack: " reason), clips without a face, without audio."""
+    summary = summary_of(reports, extra)
+    failed = [(r["clip_id"], r["reason"]) for r in summary["failed_list"]]
+    failed += [(clip_id, f"pack: {reason}") for clip_id, reason in summary.get("pack_failed", [])]
+    atomic_write_text(out / "prepare_failed.txt", "".join(f"{c}\t{why}\n" for c, why in sorted(failed)))
+    atomic_write_text(out / "prepare_no_face.txt", "".join(f"{c}\n" for c in summary["no_face"]))
+    atomic_write_text(out / "prepare_no_audio.txt", "".join(f"{c}\n" for c in summary["no_audio"]))
     atomic_write_json(out / "prepare_summary.json", summary)
     return summary
+
+
+def merge_pieces(out: str | Path, n: int) -> dict:
+    """After the N ``--shard I/N`` pieces: the summary, the lists and the packed store's index
+    one run would have written. A missing or foreign piece is an error naming it."""
+    out = Path(out).resolve()
+    files = [out / MARKERS / f"piece-{piece_name((i, n))}.json" for i in range(n)]
+    missing = [str(f) for f in files if not f.is_file()]
+    if missing:
+        raise FileNotFoundError(f"{len(missing)} of {n} pieces have not finished (no summary): {', '.join(missing)}")
+    pieces = [json.loads(f.read_text()) for f in files]
+    for i, (f, p) in enumerate(zip(files, pieces)):
+        if p.get("piece") != [i, n]:
+            raise FileNotFoundError(f"{f}: the summary of piece {p.get('piece')}, not of {i}/{n}")
+    reports = [ClipReport(**r) for p in pieces for r in p["reports"]]
+    extra = {}
+    if all("cached" in p for p in pieces):
+        extra["cached"] = sum(p["cached"] for p in pieces)
+    if all("packed" in p for p in pieces):
+        from mma_dfer.data import pack as P
+
+        P.merge(out / "packed", [out / "packed/parts" / piece_name((i, n)) for i in range(n)])
+        extra["packed"] = sum(p["packed"] for p in pieces)
+        extra["pack_reused"] = sum(p["pack_reused"] for p in pieces)
+        extra["pack_failed"] = sorted(x for p in pieces for x in p["pack_failed"])
+    elif any("packed" in p for p in pieces):
+        raise FileNotFoundError(f"some pieces were packed (--pack) and some not: {[f.name for f, p in zip(files, pieces) if 'packed' not in p]} were not")
+    return write_summary(out, reports, extra)
+
+
+def pack_clips(dataset: str, out: Path, samples, faces: str, workers: int, opts: PackOptions, store: Path,
+               force: bool = False, progress: bool = True) -> dict:
+    """Pack the prepared clips ``samples`` into the store folder ``store`` (see
+    :mod:`mma_dfer.data.pack`): clips packed before from the same sources are kept, the others
+    made in ``workers`` processes and appended in clip order (the same shards whatever the
+    workers). Returns ``packed`` (how many of ``samples`` the index holds) and ``pack_failed``."""
+    from mma_dfer.config import DataConfig
+    from mma_dfer.data import pack as P
+    from mma_dfer.data.annotations import make_sample
+    from mma_dfer.data.cache import CACHE_MIN_SIZE, source_stamp
+
+    source = training_source(dataset, faces)
+    settings = P.pack_settings(dataset, "files" if source == "frames" else "video", opts.quality, CACHE_MIN_SIZE,
+                               opts.sample_rate, opts.mel_bins)
+    cfg = DataConfig(dataset=dataset, root=str(out), source=source, sample_rate=opts.sample_rate, mel_bins=opts.mel_bins)
+    writer = P.PackWriter(store, settings, opts.shard_bytes, force)
+    jobs = []
+    for s in sorted(samples, key=lambda s: s.clip_id):
+        sample = make_sample(dataset, out, s.clip_id, s.label)
+        frames, audio = sample.video if source == "video" else sample.frames, sample.wav if sample.wav.is_file() else sample.video
+        if not writer.has(s.clip_id, source_stamp([frames, audio])):
+            jobs.append((s.clip_id, str(frames), str(audio), settings, cfg))
+    failed = []
+    try:
+        for result in _map(_pack_one, jobs, workers, progress, f"pack {dataset}"):
+            if isinstance(result, P.PackEntry):
+                writer.add(result)
+            else:
+                writer.forget(result[0])  # never an older copy of a clip that no longer packs
+                failed.append(list(result))
+        index = writer.finish()
+    finally:
+        writer.close()
+    return {"packed": sum(s.clip_id in index["clips"] for s in samples), "pack_reused": len(samples) - len(jobs),
+            "pack_failed": sorted(failed)}
+
+
+def _pack_one(job: tuple):
+    """A :class:`~mma_dfer.data.pack.PackEntry`, or (clip id, why it cannot be packed)."""
+    from mma_dfer.data.pack import clip_entry
+
+    clip_id, frames, audio, settings, cfg = job
+    try:
+        return clip_entry(clip_id, Path(frames), Path(audio), settings, cfg)
+    except ClipError as e:
+        return clip_id, str(e)
+    except Exception as e:  # one broken clip must not stop the pack
+        return clip_id, f"{frames}: {type(e).__name__}: {e}"
 
 
 def fill_cache(dataset: str, out: Path, samples, faces: str, workers: int = 1) -> int:
     """Decode every prepared clip once into the cache (``<out>/cache``), in ``workers``
     processes; returns the count. The cache holds 224-px frames, which serve every resolution up
-    to 224 (its entries are written under temporary names and renamed: workers never collide)."""
+    to 224 (its entries are written under temporary names and renamed: workers never collide).
+    It goes through the training loader's own code (``ClipDataset.from_cache``), so its entries
+    have the keys a training run with the default audio settings looks for; a clip without audio
+    is recorded as such (not as silence), and a run with ``data.audio_policy: error`` fails on it."""
     from mma_dfer.config import DataConfig
     from mma_dfer.data.annotations import make_sample
     from mma_dfer.data.dataset import ClipDataset
 
-    source = "frames" if faces == "mtcnn" or dataset == "dfew" else "video"
-    cfg = DataConfig(dataset=dataset, root=str(out), source=source, cache_dir=str(out / "cache"),
-                     audio_policy="silence")
+    cfg = DataConfig(dataset=dataset, root=str(out), source=training_source(dataset, faces),
+                     cache_dir=str(out / "cache"), audio_policy="silence")
     ds = ClipDataset([make_sample(dataset, out, s.clip_id, s.label) for s in samples], cfg, train=False)
     if workers > 1:
         with get_context("fork").Pool(workers, initializer=one_thread_per_process) as pool:
@@ -357,20 +509,45 @@ def _cache_one(ds, index: int) -> int:
         return 0
 
 
+def parse_piece(text: str) -> tuple[int, int]:
+    """``"I/N"`` -> (I, N) with 0 <= I < N."""
+    try:
+        i, n = (int(x) for x in text.split("/"))
+    except ValueError:
+        raise ValueError(f"--shard {text!r} is not of the form I/N (e.g. 0/8)") from None
+    if not 0 <= i < n:
+        raise ValueError(f"--shard {text}: I must be 0..N-1")
+    return i, n
+
+
 def run(args) -> int:
     res = tuple(int(r) for r in args.resolution_cache.split(",") if r) if args.resolution_cache else ()
+    pack = PackOptions(args.pack_quality, int(args.pack_shard_mb * 2**20), args.sample_rate, args.mel_bins) \
+        if args.pack else None
     try:
-        s = prepare(args.dataset, args.raw, args.out, args.workers, args.faces, args.force, res, args.margin)
-    except (FileNotFoundError, RuntimeError) as e:
+        if args.merge and args.shard:
+            raise ValueError("--shard I/N prepares one piece, --merge N joins them afterwards: one or the other")
+        if args.merge:
+            s = merge_pieces(args.out, args.merge)
+        else:
+            piece = parse_piece(args.shard) if args.shard else None
+            s = prepare(args.dataset, args.raw, args.out, args.workers, args.faces, args.force, res, args.margin,
+                        pack=pack, piece=piece, device=args.device)
+    except (FileNotFoundError, RuntimeError, ValueError) as e:
         print(f"error: {e}")
         return 2
-    print(f"prepare {args.dataset}: {s['clips']} clips: {s['done']} done, {s['skipped']} skipped, "
+    what = f"piece {args.shard} of " if args.shard else ("merged pieces of " if args.merge else "")
+    print(f"prepare {what}{args.dataset}: {s['clips']} clips: {s['done']} done, {s['skipped']} skipped, "
           f"{s['failed']} failed; {len(s['no_face'])} without a face (centre crop used), "
-          f"{len(s['no_audio'])} without audio" + (f"; {s['cached']} cached in {args.out}/cache" if res else ""))
-    if s["failed"]:
-        print(f"failed clips are listed in {Path(args.out) / 'prepare_failed.txt'}")
-    print(f"use data.root={Path(args.out).resolve()}")
-    return 1 if s["failed"] else 0
+          f"{len(s['no_audio'])} without audio" + (f"; {s['cached']} cached in {args.out}/cache" if "cached" in s else "")
+          + (f"; {s['packed']} packed into {args.out}/packed ({s['pack_reused']} kept from an earlier pack, "
+             f"{len(s['pack_failed'])} could not be packed)" if "packed" in s else ""))
+    if s["failed"] or s.get("pack_failed"):
+        print(f"failed clips are listed in {Path(args.out) / 'prepare_failed.txt'}" if not args.shard else
+              "failed clips are listed in the merged summary (--merge)")
+    if not args.shard:
+        print(f"use data.root={Path(args.out).resolve()}" + (" with data.source=packed" if "packed" in s else ""))
+    return 1 if s["failed"] or s.get("pack_failed") else 0
 
 
 def add_arguments(p) -> None:
@@ -381,6 +558,16 @@ def add_arguments(p) -> None:
     p.add_argument("--faces", choices=("mtcnn", "none"), default="none",
                    help="MTCNN face crops (MAFW; DFEW ships aligned faces) or none")
     p.add_argument("--margin", type=float, default=FACE_MARGIN, help="square side = margin x the larger box side")
+    p.add_argument("--device", choices=("cpu", "cuda"), default="cpu",
+                   help=f"where MTCNN runs (cuda: batches of {DETECT_BATCH_CUDA} frames)")
     p.add_argument("--resolution-cache", default="",
                    help="also fill the pre-decoding cache (224-px frames serve 112,160,224)")
+    p.add_argument("--pack", action="store_true", help="also write the packed store <out>/packed (data.source=packed)")
+    p.add_argument("--pack-quality", type=int, default=PACK_QUALITY,
+                   help="JPEG quality of the frames the store encodes (video frames, non-JPEG frame files)")
+    p.add_argument("--pack-shard-mb", type=float, default=1024, help="size of the store's shard files (MiB)")
+    p.add_argument("--sample-rate", type=int, default=16000, help="the store's fbank sample rate (data.sample_rate)")
+    p.add_argument("--mel-bins", type=int, default=128, help="the store's fbank mel bins (data.mel_bins)")
+    p.add_argument("--shard", metavar="I/N", help="prepare only piece I of N of the clips (a SLURM array task)")
+    p.add_argument("--merge", type=int, metavar="N", help="join the N --shard pieces' summaries and stores")
     p.add_argument("--force", action="store_true", help="redo finished clips and overwrite outputs")

@@ -1,7 +1,8 @@
 """``verify``: check a prepared dataset fold by fold before spending GPU hours on it.
 
 Every listed clip must exist and decode (its first and last frame), have at least one frame,
-have audio (or the configured policy must allow silence), and a label in range. Per fold, the
+have audio (or the configured policy must allow silence), and a label in range; with
+``data.source: packed``, be in the store with intact frames and fbank. Per fold, the
 train/test counts and the class histogram are printed next to the numbers the datasets publish.
 Exit code 1 with the list of problems, 0 when there are none.
 """
@@ -14,6 +15,7 @@ from mma_dfer.data import audio as A
 from mma_dfer.data import video as V
 from mma_dfer.data.annotations import AnnotationError, Sample, read_split
 from mma_dfer.data.dataset import ClipDataset
+from mma_dfer.data.packed import StoreError
 from mma_dfer.data.video import ClipError
 from mma_dfer.labels import CLASS_NAMES
 
@@ -23,6 +25,8 @@ PUBLISHED = {"dfew": {1: (9356, 2341)}, "mafw": {1: (7333, 1838)}}
 
 def check_clip(ds: ClipDataset, sample: Sample) -> list[str]:
     """Problems of one clip (empty list when it is usable)."""
+    if ds.store is not None:
+        return check_packed_clip(ds, sample)
     problems = []
     src = ds.frame_source(sample)
     try:
@@ -51,6 +55,23 @@ def check_clip(ds: ClipDataset, sample: Sample) -> list[str]:
     return problems
 
 
+def check_packed_clip(ds: ClipDataset, sample: Sample) -> list[str]:
+    """A clip of the packed store: listed, its first and last frames and its fbank intact (their
+    checksums), its audio as the policy needs."""
+    problems = []
+    try:
+        clip = ds.store.clip(sample.clip_id)
+        clip.decode([0, clip.count - 1])
+        clip.fbank()
+        if clip.absent is not None and ds.cfg.audio_policy == "error":
+            problems.append(f"{clip.absent['path']}: {clip.absent['reason']} (data.audio_policy=error)")
+    except ClipError as e:
+        problems.append(str(e))
+    if not 0 <= sample.label < len(CLASS_NAMES[ds.cfg.dataset]):
+        problems.append(f"{sample.clip_id}: label {sample.label} out of range")
+    return problems
+
+
 def verify(config: str | None, overrides: list[str], folds: list[int], progress: bool = True) -> list[str]:
     problems: list[str] = []
     checked: dict[str, list[str]] = {}
@@ -64,7 +85,11 @@ def verify(config: str | None, overrides: list[str], folds: list[int], progress:
             except AnnotationError as e:
                 problems.append(str(e))
                 continue
-            ds = ClipDataset(samples, cfg, train=False)
+            try:
+                ds = ClipDataset(samples, cfg, train=False)
+            except StoreError as e:  # the packed store is missing or made with other settings
+                problems.append(str(e))
+                continue
             it = samples
             if progress:
                 from tqdm import tqdm
