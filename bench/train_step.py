@@ -40,6 +40,11 @@ LAUNCHES = ("cudaLaunchKernel", "cuLaunchKernel", "cuLaunchKernelEx", "cudaLaunc
 SYNCS = ("cudaStreamSynchronize", "cudaDeviceSynchronize", "cudaEventSynchronize")
 MEMCPY = ("cudaMemcpyAsync", "cudaMemcpy")
 WATCHED_OPS = ("abs", "item", "_to_copy")  # per-tensor overflow checks, host reads, dtype casts
+KERNELS = (("attention", ("flash", "fmha", "attention", "sdpa")),
+           ("gemm", ("gemm", "cutlass", "nvjet", "xmma", "cublas", "sm90_", "wgmma", "triton_tem")),
+           ("optimizer", ("multi_tensor", "adam")),
+           ("copy", ("memcpy", "memset", "copy_kernel")),
+           ("triton fused", ("triton_",)))
 
 
 def device_peak(precision: str):
@@ -126,8 +131,33 @@ def build_step(spec: dict, cfg, device, video, audio, label):
     return step
 
 
+def kernel_category(name: str) -> str:
+    """Which kind of work a CUDA kernel does, by its name (cuBLAS/CUTLASS GEMMs, flash/cuDNN
+    attention, inductor's fused Triton kernels, the fused optimizer, copies): where the batch-32
+    step's device time goes, to pick the lever that pays (issue 21, goal 2)."""
+    n = name.lower()
+    for category, marks in KERNELS:
+        if any(m in n for m in marks):
+            return category
+    return "other"
+
+
+def device_time(prof, steps: int) -> dict:
+    """Device milliseconds per step by kernel category, and the busiest kernels (CUDA only)."""
+    from torch.autograd import DeviceType
+
+    kernels = [e for e in prof.key_averages() if e.device_type == DeviceType.CUDA and e.self_device_time_total > 0]
+    by: Counter = Counter()
+    for e in kernels:
+        by[kernel_category(e.key)] += e.self_device_time_total / 1e3 / steps
+    top = sorted(kernels, key=lambda e: -e.self_device_time_total)[:5]
+    return {"busy_ms": sum(by.values()), "by_category": dict(by.most_common()),
+            "top": [(e.key[:60], e.self_device_time_total / 1e3 / steps) for e in top]}
+
+
 def profile_counts(step, steps: int = 3) -> dict:
-    """Per-step counts of kernel launches, synchronisations, memcpy calls and aten ops."""
+    """Per-step counts of kernel launches, synchronisations, memcpy calls and aten ops; on a GPU
+    also the device time per step by kernel category."""
     import torch
     from torch.profiler import ProfilerActivity, profile
 
@@ -140,7 +170,8 @@ def profile_counts(step, steps: int = 3) -> dict:
     per = {"launches": sum(counts[k] for k in LAUNCHES), "syncs": sum(counts[k] for k in SYNCS),
            "memcpy": sum(counts[k] for k in MEMCPY), "aten ops": sum(v for k, v in counts.items() if k.startswith("aten::")),
            **{k: counts[f"aten::{k}"] for k in WATCHED_OPS}}
-    return {k: round(v / steps) for k, v in per.items()}
+    out = {k: round(v / steps) for k, v in per.items()}
+    return {**out, "device": device_time(prof, steps)} if cuda else out
 
 
 _FLOPS: dict = {}
@@ -206,6 +237,9 @@ def worker(spec: dict) -> dict:
         torch.cuda.synchronize()
         torch.cuda.reset_peak_memory_stats()
     warmup_s = time.perf_counter() - t0
+    # from the parent's launch of this process (interpreter, imports, set-up, compilation or
+    # the compiled-artifact cache, warm-up steps) to the first timed step: issue 21's goal 5
+    start_s = time.time() - spec["launched_at"] if spec.get("launched_at") else None
     times = timed_steps(step, spec["steps"], cuda)
     peak_mb = peak_memory_mb(device)
     profile = profile_counts(step) if spec.get("profile") else None
@@ -215,7 +249,7 @@ def worker(spec: dict) -> dict:
     return {**spec, "clips_per_s": clips_s, "p50_ms": 1e3 * float(np.percentile(times, 50)),
             "p90_ms": 1e3 * float(np.percentile(times, 90)), "peak_mb": peak_mb, "gflops_per_clip": flops / 1e9,
             "mfu": (flops * clips_s / (peak_tflops * 1e12)) if peak_tflops else None, "device": device_name,
-            "torch": torch.__version__, "warmup_s": warmup_s, "profile": profile}
+            "torch": torch.__version__, "warmup_s": warmup_s, "start_s": start_s, "profile": profile}
 
 
 def parameter_layout(spec: dict) -> str:
@@ -260,8 +294,10 @@ def group_key(spec: dict) -> tuple:
 
 
 def run_group(specs: list[dict], timeout: float | None = None) -> list[dict]:
-    """Run ``specs`` in one worker process; a spec without a RESULT line gets the process's error."""
+    """Run ``specs`` in one worker process; a spec without a RESULT line gets the process's error.
+    The first spec carries the launch time (its row's ``start_s``: process start to first timed step)."""
     env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+    specs = [{**specs[0], "launched_at": time.time()}, *specs[1:]] if specs else specs
     try:
         proc = subprocess.run([sys.executable, __file__, "--worker", json.dumps(specs)], capture_output=True,
                               text=True, env=env, cwd=ROOT, timeout=timeout)
@@ -290,9 +326,15 @@ def profile_line(r: dict) -> str:
     if "error" in r or not r.get("profile"):
         return ""
     p = r["profile"]
-    return (f"profile {r['label']} ({r['res']} px, batch {r['batch']}, {r['precision']}): per step "
+    line = (f"profile {r['label']} ({r['res']} px, batch {r['batch']}, {r['precision']}): per step "
             f"{p['launches']} kernel launches, {p['syncs']} syncs, {p['memcpy']} memcpy, {p['aten ops']} aten ops "
             f"({', '.join(f'{k} {p[k]}' for k in WATCHED_OPS)}); warm-up {r['warmup_s']:.0f} s")
+    d = p.get("device")
+    if d:
+        line += (f"; device busy {d['busy_ms']:.1f} ms per step of {r['p50_ms']:.0f} (p50): "
+                 + ", ".join(f"{k} {v:.1f}" for k, v in d["by_category"].items())
+                 + "; top: " + ", ".join(f"{k} {v:.2f}" for k, v in d["top"]))
+    return line
 
 
 HEADER = ("| res | frames | batch | precision | grad ckpt | engine | clips/s | step p50 ms | step p90 ms | "

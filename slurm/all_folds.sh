@@ -33,6 +33,7 @@
 #   TASK          grid index to run instead of SLURM_ARRAY_TASK_ID (slurm/sweep.sh: one run)
 #   AGGREGATE=0   do not submit the aggregation job (slurm/sweep.sh submits its report job)
 #   MAX_RESTARTS  requeues allowed after a lost rank (exit 76), counted by SLURM_RESTART_COUNT (default 10)
+#   TORCHINDUCTOR_CACHE_DIR  the compiled-artifact cache all tasks share (default $RUNS_ROOT/.compile-cache)
 #
 # Preemption and time limits: SLURM sends USR1 120 s before the limit (--signal); the run writes
 # a checkpoint and exits with code 75, and this script requeues the task, which resumes from the
@@ -83,6 +84,14 @@ total=$(( n_folds * ${#resolutions[@]} ))
 task=${TASK:-${SLURM_ARRAY_TASK_ID:-0}}
 array_id=${SLURM_ARRAY_JOB_ID:-${SLURM_JOB_ID:-0}}
 mkdir -p "$RUNS_ROOT"
+
+# -- one compiled-artifact cache for every task (issue 21) -----------------------------------------
+# The tasks compile the same few graphs (one per resolution): inductor's cache on the runs root's
+# shared file system (its FX graphs, AOTAutograd entries and, unless TRITON_CACHE_DIR says
+# otherwise, the Triton kernels) lets the first task of a geometry pay the compilation (~85 s on
+# an H200) and the others, requeues and later arrays load it. A value set by the user wins.
+export TORCHINDUCTOR_CACHE_DIR=${TORCHINDUCTOR_CACHE_DIR:-$(cd "$RUNS_ROOT" && pwd)/.compile-cache}
+# -------------------------------------------------------------------------------------------------
 
 # The aggregation job, submitted once per array by its lowest task (a marker guards requeues).
 marker=$RUNS_ROOT/.aggregate-submitted-$array_id

@@ -17,7 +17,8 @@
 # larger sweep pass --array=0-<N-1>: the lowest task says N when the array is too short.
 #
 # Knobs (environment variables, e.g. through --export=ALL,NAME=value):
-#   CONFIG, DS_CONFIG, SETS, RUNS_ROOT, MMA_DFER_HOME, VENV, CPU_ONLY   as in slurm/all_folds.sh
+#   CONFIG, DS_CONFIG, SETS, RUNS_ROOT, MMA_DFER_HOME, VENV, CPU_ONLY, TORCHINDUCTOR_CACHE_DIR   as in
+#                 slurm/all_folds.sh (the cache: one for the sweep, $RUNS_ROOT/.compile-cache)
 #                 (CONFIG replaces the sweep's config; SETS must not change what a variant sets)
 #   FOLDS, RESOLUTIONS   replace the sweep's grid (space- or comma-separated)
 #   VARIANTS      run only these variants (space- or comma-separated); the others stay listed as
@@ -80,5 +81,7 @@ if [ "$task" -ge "$TOTAL" ]; then
   exit 0
 fi
 echo "sweep $SWEEP_NAME task $task of $TOTAL: variant $VARIANT, $DATASET fold $FOLD res $RES"
+# one compiled-artifact cache for the whole sweep (all_folds.sh would keep one per variant's root)
+export TORCHINDUCTOR_CACHE_DIR=${TORCHINDUCTOR_CACHE_DIR:-$(mkdir -p "$RUNS_ROOT" && cd "$RUNS_ROOT" && pwd)/.compile-cache}
 TASK=0 AGGREGATE=0 DATASET=$DATASET FOLDS=$FOLD RESOLUTIONS=$RES CONFIG=$RUN_CONFIG SETS=$RUN_SETS \
   RUNS_ROOT=$VARIANT_ROOT MMA_DFER_HOME=$MMA_DFER_HOME VENV=$VENV exec bash slurm/all_folds.sh

@@ -273,6 +273,38 @@ def test_compiled_model_is_one_graph_and_matches_eager(tiny_cfg):
         torch.testing.assert_close(b, a, rtol=0, atol=0)
 
 
+def test_compiled_step_is_capturable_by_cuda_graphs(tiny_cfg):
+    """train.compile=reduce-overhead replays the compiled forward and backward as CUDA graphs, and
+    inductor silently falls back to launching kernels for a graph it cannot capture: a host sync
+    (``.item()``, an assert on a value), a data-dependent shape (``nonzero``, boolean indexing),
+    a saved RNG state, a tensor constant (a CPU tensor on a GPU run) or a mutated input. Its own
+    check (``get_first_incompatible_cudagraph_node``) runs here on the CPU's graphs: one forward
+    and one backward graph (fullgraph: no Python branch on a tensor value), drop-path on, the same
+    graphs for a second step's new inputs (no recompilation: each would be recorded again)."""
+    import torch._dynamo
+    from functorch.compile import make_boxed_func
+    from torch._dynamo.backends.common import aot_autograd
+    from torch._inductor.utils import get_first_incompatible_cudagraph_node
+
+    graphs = []
+
+    def inspect(gm, example_inputs):
+        bad = get_first_incompatible_cudagraph_node(gm)
+        graphs.append({"incompatible": None if bad is None else str(bad.target),
+                       "constants": [n.target for n in gm.graph.nodes if n.op == "get_attr"],
+                       "mutations": [str(n.target) for n in gm.graph.nodes
+                                     if isinstance(n.target, torch._ops.OpOverload) and n.target._schema.is_mutable]})
+        return make_boxed_func(gm.forward)
+
+    assert tiny_cfg.model.drop_path_rate > 0 and not tiny_cfg.model.grad_checkpointing  # the shipped settings
+    torch._dynamo.reset()
+    model = build_model(tiny_cfg).train()
+    model.compile(backend=aot_autograd(fw_compiler=inspect, bw_compiler=inspect), dynamic=False, fullgraph=True)
+    for _ in range(2):
+        model(*_tiny_inputs(tiny_cfg)).logsumexp(-1).sum().backward()
+    assert graphs == [{"incompatible": None, "constants": [], "mutations": []}] * 2  # forward, backward
+
+
 @pytest.mark.slow
 def test_inductor_compiled_step_matches_eager_in_fp32(tiny_cfg):
     # the real backend's fused kernels: fp32 logits and gradients within 1e-5 of eager (drop-path

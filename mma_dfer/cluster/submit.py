@@ -94,6 +94,21 @@ def _export_distributed_env() -> None:
             os.environ.pop(var, None)
 
 
+# -- one compiled-artifact cache for every job (issue 21) ---------------------------------------------
+COMPILE_CACHE = ".compile-cache"
+
+
+def share_compile_cache(runs_root: Path) -> str:
+    """Point inductor's cache (its FX graphs, AOTAutograd entries and, unless TRITON_CACHE_DIR
+    says otherwise, the Triton kernels) at ``<runs root>/.compile-cache`` unless the user set
+    one: the jobs inherit this environment (sbatch exports it; the local and debug executors run
+    with it), so the first job of a geometry pays the compilation and the others load it."""
+    import os
+
+    return os.environ.setdefault("TORCHINDUCTOR_CACHE_DIR", str(runs_root.resolve() / COMPILE_CACHE))
+# ------------------------------------------------------------------------------------------------------
+
+
 def make_executor(args, log_dir: Path):
     import submitit
 
@@ -184,6 +199,7 @@ def submit(args) -> int:
     if not todo:
         print("nothing to submit: every run has its config's result" if not refused else "nothing submitted")
         return 2 if refused else 0
+    share_compile_cache(runs_root)
     ex = make_executor(args, log_dir)
     with ex.batch():
         for _, job in todo:
