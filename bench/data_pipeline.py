@@ -76,8 +76,8 @@ def training_loader_rate(root: Path, work: Path, res: int, workers: int, device)
     from mma_dfer.data import gpu_augment
     from mma_dfer.data.annotations import read_split
     from mma_dfer.data.dataset import ClipDataset
-    from mma_dfer.engine.sampler import GlobalBatchSampler
-    from mma_dfer.engine.trainer import train_loader
+    from mma_dfer.training.sampler import GlobalBatchSampler
+    from mma_dfer.training.trainer import train_loader
 
     c = load_config(None, ["data.dataset=mafw", f"data.root={root}", f"data.resolution={res}", "data.source=video",
                            f"data.cache_dir={work / 'cache'}", "data.gpu_augment=true"]).data

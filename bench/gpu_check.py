@@ -201,7 +201,7 @@ class Check:
         after half the steps: checkpoint, exit 75), then resumed to the end; its final weights and
         metrics against the uninterrupted end-to-end run's, bit for bit. Where they differ, a
         second uninterrupted run says whether the kernels themselves are not deterministic."""
-        from mma_dfer.engine.trainer import FAULT_ENV, PREEMPTED_EXIT_CODE
+        from mma_dfer.training.signals import FAULT_ENV, PREEMPTED_EXIT_CODE
 
         if self.e2e.get("returncode") != 0:
             self.skipped.append("killed-and-resumed run (needs the end-to-end run: its uninterrupted reference)")
@@ -431,11 +431,11 @@ def compare_runs(a: Path, b: Path) -> dict:
     """Final trainable weights and result.json metrics of two runs: identical, or how far apart."""
     import torch
 
-    from mma_dfer.engine import checkpointing
+    from mma_dfer.runs import checkpoints
     from mma_dfer.models.checkpoints import CheckpointError
 
     try:
-        wa, wb = (checkpointing.saved_module(checkpointing.resolve(d)) for d in (a, b))
+        wa, wb = (checkpoints.saved_module(checkpoints.resolve(d)) for d in (a, b))
         ra, rb = (json.loads((d / "result.json").read_text()) for d in (a, b))
     except (OSError, ValueError, CheckpointError) as e:
         return {"identical": False, "error": f"{type(e).__name__}: {e}"[:200]}

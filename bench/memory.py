@@ -44,7 +44,7 @@ def param_counts(cfg) -> tuple[int, int]:
 
 def measure_activations(res: int, frames: int) -> list[dict]:
     from mma_dfer.config import load_config
-    from mma_dfer.models.memory import activation_bytes
+    from mma_dfer.perf.memory import activation_bytes
 
     rows = []
     for prec, dtype, ckpt, fused in VARIANTS:
@@ -71,7 +71,7 @@ def activation_table(rows: list[dict], batch: int) -> str:
 
 def zero_table(trainable: int, frozen: int, act: dict, batch: int, gpus: list[int], precision: str) -> tuple[str, list]:
     """Per-GPU memory for each ZeRO stage and GPU count; the global batch is split across GPUs."""
-    from mma_dfer.models.memory import model_state_bytes
+    from mma_dfer.perf.memory import model_state_bytes
 
     lines = ["| GPUs | micro-batch | ZeRO | weights MB | gradients MB | optimizer MB | model states MB | "
              "activations MB | states / total |", "|---|---|---|---|---|---|---|---|---|"]

@@ -37,7 +37,7 @@ def run_variant(cfg, precision: str, compiled: bool, inputs, device, backend: st
     """(logits, trainable gradients) of one step with the weights of seed 0."""
     import torch
 
-    from mma_dfer.engine.engine import compile_model
+    from mma_dfer.training.engine import compile_model
     from mma_dfer.models import build_model
 
     torch.manual_seed(0)

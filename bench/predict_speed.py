@@ -49,8 +49,8 @@ def main(argv=None) -> int:
     import torch
 
     from mma_dfer.config import load_config
-    from mma_dfer.engine.predict import PredictOptions, predict_videos
-    from mma_dfer.engine.trainer import seed_everything
+    from mma_dfer.inference.predict import PredictOptions, predict_videos
+    from mma_dfer.utils import seed_everything
     from mma_dfer.labels import CLASS_NAMES
     from mma_dfer.models import build_model
 

@@ -10,7 +10,7 @@ Each configuration runs in its own process (so peak memory is its own) and repor
 step time percentiles, peak memory (CUDA peak on GPU, max RSS on CPU) and model-FLOPs
 utilisation against the device's peak (FLOPs counted from the model on meta tensors).
 The plain loop and the engine are set up by the same library code as training
-(mma_dfer.engine.engine: fused AdamW, frozen weights in the autocast dtype, train.compile), so
+(mma_dfer.training.engine: fused AdamW, frozen weights in the autocast dtype, train.compile), so
 the table times what `deepspeed launch/train.py` runs. ``--profile`` adds one line per row:
 CUDA kernel launches, stream/device synchronisations, memcpy calls and aten ops per step
 (torch.profiler). The last line compares DeepSpeed with the plain loop at the same precision:
@@ -82,8 +82,8 @@ def build_step(spec: dict, cfg, device, video, audio, label):
     """The step function of one configuration."""
     import torch
 
-    from mma_dfer.engine.engine import build_engine, compile_model, make_optimizer, replays_cudagraphs
-    from mma_dfer.engine.trainer import deepspeed_config
+    from mma_dfer.training.engine import build_engine, compile_model, make_optimizer, replays_cudagraphs
+    from mma_dfer.training.ds_config import deepspeed_config
     from mma_dfer.models import build_model
 
     prec = spec["precision"]
@@ -93,7 +93,7 @@ def build_step(spec: dict, cfg, device, video, audio, label):
     if spec["engine"] == "deepspeed":
         import deepspeed
 
-        from mma_dfer.engine.distributed import detect
+        from mma_dfer.training.distributed import detect
 
         detect().export()
         deepspeed.init_distributed(dist_backend="nccl" if device.type == "cuda" else "gloo", auto_mpi_discovery=False)
@@ -182,7 +182,7 @@ def flops_per_clip(spec: dict, cfg) -> float:
     count runs the model on meta tensors, seconds for two ViT-Bs)."""
     import torch
 
-    from mma_dfer.models.flops import step_flops, train_flops_per_clip
+    from mma_dfer.perf.flops import step_flops, train_flops_per_clip
 
     d = cfg.data
     key = (spec["engine"] == "reference", json.dumps(cfg.to_dict()["model"]), d.resolution, d.num_frames, d.audio_frames)
@@ -221,7 +221,7 @@ def worker(spec: dict) -> dict:
     import numpy as np
     import torch
 
-    from mma_dfer.engine.trainer import peak_memory_mb
+    from mma_dfer.training.trainer import peak_memory_mb
 
     cuda = torch.cuda.is_available()
     device = torch.device("cuda" if cuda else "cpu")

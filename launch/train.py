@@ -13,7 +13,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from mma_dfer.engine.launch import main  # noqa: E402
+from mma_dfer.training.cli import main  # noqa: E402
 
 if __name__ == "__main__":
     raise SystemExit(main())

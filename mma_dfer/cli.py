@@ -1,4 +1,10 @@
-"""``python -m mma_dfer <command>`` (also the ``mma-dfer`` console script)."""
+"""``mma-dfer <command>`` (also ``python -m mma_dfer <command>``): every job of the project.
+
+``train``, ``evaluate``, ``submit``, ``aggregate`` and ``report`` are the ``launch/*.py`` scripts
+(same flags, same exit codes; the scripts call the same functions). Each command's flags come
+from a module that imports no torch, and its work is imported only when it runs, so ``--help``
+of the program and of every command answers at once. Errors go to stderr.
+"""
 from __future__ import annotations
 
 import argparse
@@ -6,7 +12,8 @@ import sys
 
 
 def _config_args(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--config", help="YAML config (default: the paper's defaults)")
+    p.add_argument("--config", help="experiment YAML, a file or a shipped config's name (default: the paper's "
+                   "defaults)")
     p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
                    help="override a config field, e.g. --set model.fusion_dim=64 (repeatable)")
 
@@ -34,15 +41,36 @@ def cmd_params(args) -> int:
     return 0
 
 
-def main(argv=None) -> int:
-    from mma_dfer.config import ConfigError
-    from mma_dfer.data.annotations import AnnotationError
-    from mma_dfer.identity import IdentityError
-    from mma_dfer.models.checkpoints import CheckpointError
+def cmd_demo(args) -> int:
+    """Generate the demo dataset (once) and train the tiny model on it on the CPU."""
+    from pathlib import Path
 
-    parser = argparse.ArgumentParser(prog="mma-dfer", description=__doc__)
-    sub = parser.add_subparsers(dest="command", required=True)
+    from mma_dfer.config import load_config
+    from mma_dfer.data.synthetic import make_dataset
+    from mma_dfer.training.trainer import run as train
 
+    root = Path(args.data)
+    if not (root / "EmoLabel_DataSplit").is_dir():
+        print(f"generating the demo dataset in {root} ...")
+        make_dataset("dfew", root, clips_per_class=10, seed=0)
+    cfg = load_config("demo", [f"data.root={root}", f"output_dir={args.output}", *args.overrides])
+    result = train(cfg, "cpu_fp32", args.resume)
+    two = "" if result["uar_2clip"] is None else f"; 2-clip UAR {result['uar_2clip']:.2f}"
+    print(f"demo: UAR {result['uar']:.2f} WAR {result['war']:.2f} (chance {100 / 7:.2f}){two}; "
+          f"results in {args.output}/result.json")
+    return 0
+
+
+def _lazy(module: str, function: str = "run"):
+    """A command's run function, imported when the command runs (not when the parser is built)."""
+    def run(args):
+        import importlib
+
+        return getattr(importlib.import_module(module), function)(args)
+    return run
+
+
+def _params(sub) -> None:
     p = sub.add_parser("params", help="parameter counts per part of the model")
     _config_args(p)
     p.add_argument("--forward", action="store_true", help="also run one forward/backward on random input")
@@ -50,12 +78,124 @@ def main(argv=None) -> int:
                    help="load model.video_checkpoint / model.audio_checkpoint (default: random weights)")
     p.set_defaults(func=cmd_params)
 
-    from mma_dfer import commands  # data, demo and toolkit commands register themselves
 
-    commands.register(sub)
-    args = parser.parse_args(argv)
+def _demo(sub) -> None:
+    p = sub.add_parser("demo", help="generate the demo dataset and train the tiny model on CPU")
+    p.add_argument("--data", default="data/demo-dfew", help="where the generated dataset goes")
+    p.add_argument("--output", default="runs/demo", help="run folder")
+    p.add_argument("--resume", default="auto", help="auto (default: a finished demo is shown, not retrained), "
+                   "never, or a checkpoint folder")
+    p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE")
+    p.set_defaults(func=cmd_demo)
+
+
+def _make_data(sub) -> None:
+    from mma_dfer.data import synthetic
+
+    p = sub.add_parser("make-data", help="write a generated dataset in the real DFEW/MAFW layout")
+    synthetic.add_arguments(p)
+    p.set_defaults(func=_lazy("mma_dfer.data.synthetic"))
+
+
+def _inspect_clip(sub) -> None:
+    p = sub.add_parser("inspect-clip", help="run one clip through the test-time pipeline")
+    p.add_argument("file", help="an mp4 clip, or a folder of numbered frames (then --audio)")
+    p.add_argument("--resolution", type=int, choices=(112, 160, 224), default=160)
+    p.add_argument("--audio-policy", choices=("error", "silence"), default="error")
+    p.add_argument("--clips", type=int, choices=(1, 2), default=1)
+    p.add_argument("--audio", help="wav file for a frame folder")
+    p.add_argument("--png", help="write the frames and the spectrogram to this PNG")
+    p.set_defaults(func=_lazy("mma_dfer.data.inspect"))
+
+
+def _prepare(sub) -> None:
+    from mma_dfer.data.prepare_args import add_arguments
+
+    p = sub.add_parser("prepare", help="extract 16 kHz audio and MTCNN faces from the raw datasets, pack them")
+    add_arguments(p)
+    p.set_defaults(func=_lazy("mma_dfer.data.prepare"))
+
+
+def _verify(sub) -> None:
+    p = sub.add_parser("verify", help="check a prepared dataset: every clip decodes, counts per fold")
+    p.add_argument("--config", help="experiment YAML (data.dataset, data.root, data.source, ...)")
+    p.add_argument("--fold", default="all", help="1-5 or all (default)")
+    p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE")
+    p.set_defaults(func=_lazy("mma_dfer.data.verify"))
+
+
+def _predict(sub) -> None:
+    from mma_dfer.data.prepare_args import FACE_MARGIN
+    from mma_dfer.inference.precision import PRECISION_CHOICES
+
+    p = sub.add_parser("predict", help="a trained model on new videos: class probabilities per video or window")
+    p.add_argument("inputs", nargs="+", metavar="INPUT", help="video files, or folders of them (searched recursively)")
+    p.add_argument("--checkpoint", required=True,
+                   help="a run folder / checkpoint tag folder of this project, or an authors' model.pth")
+    p.add_argument("--faces", choices=("mtcnn", "none"), default="mtcnn",
+                   help="mtcnn: find and crop the face as prepare --faces mtcnn does (default); none: the frames "
+                        "are face crops already (DFEW's clips)")
+    p.add_argument("--clips", type=int, choices=(1, 2), default=1, help="test-time clips per video (or window)")
+    p.add_argument("--audio-policy", choices=("error", "silence"), default="error",
+                   help="a video without an audio track: fail it (default) or predict it with silent audio")
+    p.add_argument("--window", type=float, metavar="SECONDS", help="slide the model over the video in windows")
+    p.add_argument("--stride", type=float, metavar="SECONDS", help="seconds between windows (default: --window)")
+    p.add_argument("--json", metavar="FILE", help="write every prediction with all class probabilities")
+    p.add_argument("--csv", metavar="FILE", help="the same as a CSV table")
+    p.add_argument("--plot", metavar="FILE.png", help="draw the emotion timeline (with --window)")
+    p.add_argument("--batch-size", type=int, default=8, help="clips per forward pass")
+    p.add_argument("--workers", type=int, default=0, help="processes decoding videos (and finding faces)")
+    p.add_argument("--device", choices=("auto", "cpu", "cuda"), default="auto")
+    p.add_argument("--precision", choices=PRECISION_CHOICES, default=None,
+                   help="default: the run's own (its result.json's precision; fp32 for an authors' file)")
+    p.add_argument("--margin", type=float, default=FACE_MARGIN, help="face square = margin x the larger box side")
+    p.set_defaults(func=_lazy("mma_dfer.inference.predict"))
+
+
+def _launched(sub, name: str, module: str, help: str) -> None:
+    """A command that is also a ``launch/<name>.py`` script: the module's flags and run()."""
+    import importlib
+
+    p = sub.add_parser(name, help=help, description=help)
+    importlib.import_module(module).add_arguments(p)
+    p.set_defaults(func=_lazy(module))
+
+
+LAUNCHED = [  # (command, module, help): the launch/ scripts
+    ("train", "mma_dfer.training.cli", "train one fold through DeepSpeed (launch/train.py)"),
+    ("evaluate", "mma_dfer.inference.evaluate_checkpoint", "evaluate a checkpoint on a fold's test set "
+     "(launch/evaluate.py)"),
+    ("submit", "mma_dfer.cluster.submit", "fan the folds x resolutions or a sweep out through submitit "
+     "(launch/submit.py)"),
+    ("aggregate", "mma_dfer.cluster.aggregate", "per-resolution UAR/WAR tables over folds (launch/aggregate.py)"),
+    ("report", "mma_dfer.report", "one HTML page of every run beside the paper (launch/report.py)"),
+]
+
+
+def parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="mma-dfer", description=__doc__.split("\n\n")[0])
+    sub = p.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    for name, module, text in LAUNCHED:
+        _launched(sub, name, module, text)
+    for add in (_predict, _prepare, _verify, _demo, _params, _make_data, _inspect_clip):
+        add(sub)
+    return p
+
+
+def main(argv=None) -> int:
+    args = parser().parse_args(argv)
+    # a command runs: now its errors' modules may be imported (torch among them)
+    from mma_dfer.config import ConfigError
+    from mma_dfer.data.annotations import AnnotationError
+    from mma_dfer.models.checkpoints import CheckpointError
+    from mma_dfer.runs.identity import IdentityError
+
     try:
         return args.func(args)
-    except (ConfigError, CheckpointError, AnnotationError, IdentityError) as e:
+    except (ConfigError, AnnotationError, CheckpointError, IdentityError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

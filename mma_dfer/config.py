@@ -400,9 +400,15 @@ def parse_override(item: str) -> dict:
 
 
 def load_config(path: Optional[str | os.PathLike] = None, overrides: Optional[list] = None) -> Config:
-    """Defaults, then the YAML file (and its bases), then ``key=value`` overrides; validated."""
+    """Defaults, then the YAML file (and its bases), then ``key=value`` overrides; validated.
+    ``path`` is a file, or the name of a shipped config (``dfew_160``: :mod:`mma_dfer.resources`)."""
+    from mma_dfer.resources import ResourceError, config_path
+
     cfg = Config()
-    merged: dict = _read_yaml(Path(path)) if path else {}
+    try:
+        merged: dict = _read_yaml(config_path(path)) if path else {}
+    except ResourceError as e:
+        raise ConfigError(str(e)) from None
     for item in overrides or []:
         merged = _merge(merged, parse_override(item))
     _apply(cfg, merged, "")

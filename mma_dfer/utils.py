@@ -1,4 +1,4 @@
-"""Small helpers shared across the package: atomic writes, safe checkpoint loading."""
+"""Small helpers shared across the package: atomic writes, integer lists, seeding, threads."""
 from __future__ import annotations
 
 import json
@@ -55,3 +55,15 @@ def one_thread_per_process() -> None:
     import torch
 
     torch.set_num_threads(1)
+
+
+def seed_everything(seed: int) -> None:
+    """Seed Python's, numpy's and torch's generators (CPU and every CUDA device)."""
+    import random
+
+    import numpy as np
+    import torch
+
+    random.seed(seed)
+    np.random.seed(seed)
+    torch.manual_seed(seed)

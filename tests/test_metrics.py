@@ -2,8 +2,9 @@
 import numpy as np
 import pytest
 
-from mma_dfer.engine.metrics import confusion_matrix, merge_shards, uar_war
-from mma_dfer.engine.sampler import GlobalBatchSampler, shard
+from mma_dfer.inference.metrics import confusion_matrix, merge_shards, uar_war
+from mma_dfer.inference.metrics import shard
+from mma_dfer.training.sampler import GlobalBatchSampler
 
 
 def test_perfect_and_balanced():

@@ -237,7 +237,7 @@ def test_unfused_attention_matches_sdpa(tiny_cfg):
 
 def _compiled_vs_eager(cfg, backend):
     """Logits and gradients of one training step, eager and compiled (same weights and draws)."""
-    from mma_dfer.engine.engine import compile_model
+    from mma_dfer.training.engine import compile_model
 
     torch._dynamo.reset()
     video, audio = _tiny_inputs(cfg)
@@ -330,7 +330,7 @@ def test_retired_and_invalid_speed_fields_are_named():
 
 
 def test_activation_memory_is_measured_and_checkpointing_shrinks_it(tiny_cfg):
-    from mma_dfer.models.memory import activation_bytes, saved_tensor_bytes
+    from mma_dfer.perf.memory import activation_bytes, saved_tensor_bytes
 
     # one saved activation of a known size; the weight the matmul saves is excluded
     lin = torch.nn.Linear(16, 16, bias=False)
@@ -346,7 +346,7 @@ def test_activation_memory_is_measured_and_checkpointing_shrinks_it(tiny_cfg):
 
 
 def test_model_state_accounting_per_zero_stage():
-    from mma_dfer.models.memory import model_state_bytes
+    from mma_dfer.perf.memory import model_state_bytes
 
     t, f = 1000, 9000
     s0 = model_state_bytes(t, f, "bf16", 0, 8)

@@ -16,7 +16,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from mma_dfer.engine import checkpointing
+from mma_dfer.runs import checkpoints
 from tests.conftest import ROOT, require, run_train, train_cmd
 
 LOCAL = ROOT / "slurm/local-cluster"
@@ -31,7 +31,7 @@ def set_args(sets):
 
 
 def final_module(run_dir):
-    return torch.load(checkpointing.resolve(run_dir) / checkpointing.MODEL_STATES, weights_only=True)["module"]
+    return torch.load(checkpoints.resolve(run_dir) / checkpoints.MODEL_STATES, weights_only=True)["module"]
 
 
 def assert_same_run(run_dir, reference_dir, atol):
@@ -286,8 +286,11 @@ def test_submitit_two_nodes_equals_two_ranks_on_one_node(mn, demo_root, referenc
     proc = mn.sh(*cmd, cwd=ROOT, timeout=900)
     assert proc.returncode == 0 and " done: UAR " in proc.stdout, proc.stdout + proc.stderr
     job = re.search(r"submitted job (\d+)", proc.stdout).group(1)
-    step = mn.sh("sacct", "-n", "-P", "-j", f"{job}.0", "-o", "NodeList,State,NTasks").stdout.split()
-    assert step == ["node[1-2]|COMPLETED|2"], step
+    # --wait returns when rank 0's result is written; the step's end reaches the accounting a moment later
+    def step():
+        return mn.sh("sacct", "-n", "-P", "-j", f"{job}.0", "-o", "NodeList,State,NTasks").stdout.split()
+    mn.wait("the step's end in the accounting", lambda: "RUNNING" not in "".join(step()), timeout=60, every=1)
+    assert step() == ["node[1-2]|COMPLETED|2"], step()
     result = assert_same_run(runs / "dfew/res32/fold1", reference_two_ranks, atol=1e-5)
     assert result["world_size"] == 2
 
@@ -322,7 +325,7 @@ def test_task_on_a_lost_node_is_requeued_and_resumes_on_another(mn, demo_root, t
     sets = [f"data.root={demo_root}", *RUN_SETS]
     job = mn.sbatch_all_folds(runs, "1 2", "32", sets, "0-1")
     run = runs / "dfew/res32/fold1"
-    mn.wait("fold 1's first checkpoint", (run / "checkpoints/epoch001" / checkpointing.MARKER).is_file, every=0.05)
+    mn.wait("fold 1's first checkpoint", (run / "checkpoints/epoch001" / checkpoints.MARKER).is_file, every=0.05)
     lost = mn.sh("squeue", "-h", "-j", f"{job}_0", "-o", "%N").stdout.strip()
     assert lost in mn.nodes and not (run / "result.json").exists()
     killed = mn.node("kill", lost)
@@ -361,7 +364,7 @@ def two_node_run_at_its_first_checkpoint(mn, demo_root, tmp_path):
     sets = [f"data.root={demo_root}", *RUN_SETS, f"train.collective_timeout_s={COLLECTIVE_TIMEOUT_S}"]
     job = mn.sbatch_all_folds(runs, "1", "32", sets, "0", "--nodes=2", "--ntasks-per-node=1")
     run, out_file = runs / "dfew/res32/fold1", runs / f"slurm-{job}_0.out"
-    mn.wait("the first checkpoint", (run / "checkpoints/epoch001" / checkpointing.MARKER).is_file, every=0.05)
+    mn.wait("the first checkpoint", (run / "checkpoints/epoch001" / checkpoints.MARKER).is_file, every=0.05)
     assert not (run / "result.json").exists()
     return runs, job, run, out_file
 
@@ -418,7 +421,7 @@ def test_a_hung_rank_times_out_and_all_folds_requeues_the_run(mn, demo_root, ref
 # -- without a cluster -------------------------------------------------------------------------------
 
 def test_slurm_rendezvous_is_the_first_node_of_the_allocation():
-    from mma_dfer.engine.distributed import detect
+    from mma_dfer.training.distributed import detect
 
     env = {"SLURM_PROCID": "1", "SLURM_STEP_NUM_TASKS": "2", "SLURM_LOCALID": "0", "SLURM_STEP_NODELIST": "node[1-2]",
            "SLURM_JOB_ID": "4321", "PATH": os.environ["PATH"], "SLURM_CONF": "/nonexistent"}
@@ -430,7 +433,7 @@ def test_slurm_rendezvous_is_the_first_node_of_the_allocation():
 def test_collective_failures_are_recognised():
     import torch.distributed as dist
 
-    from mma_dfer.engine.distributed import is_collective_failure
+    from mma_dfer.training.distributed import is_collective_failure
 
     assert is_collective_failure(RuntimeError("[/pytorch/third_party/gloo/gloo/transport/tcp/unbound_buffer.cc:78] "
                                               "Timed out waiting 8000ms for recv operation to complete"))
@@ -445,7 +448,7 @@ def test_collective_timeout_reaches_groups_made_after_init(monkeypatch):
     from torch.distributed import Backend
     from torch.distributed import distributed_c10d as c10d
 
-    from mma_dfer.engine.distributed import set_collective_timeout
+    from mma_dfer.training.distributed import set_collective_timeout
 
     monkeypatch.setattr(c10d, "default_pg_timeout", c10d.default_pg_timeout)
     monkeypatch.setattr(c10d, "default_pg_nccl_timeout", c10d.default_pg_nccl_timeout)

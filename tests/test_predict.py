@@ -69,7 +69,7 @@ def max_difference(a: dict, b: dict) -> float:
 
 @pytest.mark.slow
 def test_predict_gives_the_probabilities_of_evaluation(run_dir, demo_root, tmp_path, capsys):
-    from mma_dfer.engine.evaluate_checkpoint import main as evaluate_main  # launch/evaluate.py's main
+    from mma_dfer.inference.evaluate_checkpoint import main as evaluate_main  # launch/evaluate.py's main
 
     assert evaluate_main(["--config", str(run_dir / "config.yaml"), "--checkpoint", str(run_dir), "--output",
                           str(tmp_path / "eval"), "--predictions", str(tmp_path / "evaluated.json")]) == 0
@@ -104,7 +104,7 @@ def test_predict_gives_the_probabilities_of_evaluation(run_dir, demo_root, tmp_p
 
 def test_an_authors_mafw_checkpoint_predicts_in_this_projects_class_order(mafw_root, tmp_path, monkeypatch,
                                                                          capsys):
-    from mma_dfer.engine.evaluate_checkpoint import main as evaluate_main
+    from mma_dfer.inference.evaluate_checkpoint import main as evaluate_main
     from tests.test_checkpoints import authors_model, authors_state, save_authors_container
 
     path = tmp_path / "MAFW_set_1_model.pth"
@@ -127,7 +127,7 @@ def test_a_real_face_is_found_and_cropped_as_prepare_crops_it(run_dir, tmp_path,
     pytest.importorskip("facenet_pytorch")
     pytest.importorskip("skimage")
     from mma_dfer.data.prepare import prepare
-    from mma_dfer.engine.evaluate_checkpoint import main as evaluate_main
+    from mma_dfer.inference.evaluate_checkpoint import main as evaluate_main
 
     clip = carphone()
     # prepare --faces mtcnn on a DFEW-layout copy of it, then evaluation of the prepared face frames
@@ -188,7 +188,7 @@ def test_a_long_video_gets_a_timeline(run_dir, demo_root, tmp_path, capsys):
     from PIL import Image
 
     from mma_dfer.data.audio import read_waveform
-    from mma_dfer.engine.timeline import class_colors
+    from mma_dfer.inference.timeline import class_colors
 
     # two test clips of different classes that the model gets right on their own
     clips = fold1_test_clips(demo_root)

@@ -11,8 +11,8 @@ import time
 import pytest
 import torch
 
-from mma_dfer.engine import checkpointing
-from mma_dfer.engine.trainer import FAULT_ENV, PREEMPTED_EXIT_CODE
+from mma_dfer.runs import checkpoints
+from mma_dfer.training.signals import FAULT_ENV, PREEMPTED_EXIT_CODE
 from tests.conftest import ROOT, run_train, train_cmd
 
 DEMO = str(ROOT / "configs/demo.yaml")
@@ -29,23 +29,24 @@ def short(root, out, *sets):
             "--set", "train.max_steps_per_epoch=2", "--set", "eval.clips=[1]", *[x for s in sets for x in ("--set", s)]]
 
 
-def test_every_config_field_is_classified_and_the_readme_lists_them():
+def test_every_config_field_is_classified_and_the_docs_list_them():
     from mma_dfer.config import Config
-    from mma_dfer.identity import DERIVED, NOT_IDENTITY, flatten
+    from mma_dfer.runs.identity import DERIVED, NOT_IDENTITY, flatten
 
     fields = set(flatten(Config().to_dict()))
     assert set(NOT_IDENTITY) <= fields, set(NOT_IDENTITY) - fields  # no stale names
-    readme = (ROOT / "README.md").read_text()
+    readme = (ROOT / "docs/training.md").read_text()
     for key in [*NOT_IDENTITY, *DERIVED]:
         assert f"`{key}`" in readme, key
 
 
 def test_a_finished_run_is_skipped_and_another_config_refused_before_anything_is_written(demo_root, tmp_path):
     out = tmp_path / "run"
-    run_train(*short(demo_root, out))
+    first = run_train(*short(demo_root, out))
+    assert "no --deepspeed_config: cpu_fp32 (the default on the CPU)" in first.stderr
     result = json.loads((out / "result.json").read_text())
     identity = json.loads((out / "identity.json").read_text())
-    assert result["config_fingerprint"] == identity["config_fingerprint"] == checkpointing.latest(
+    assert result["config_fingerprint"] == identity["config_fingerprint"] == checkpoints.latest(
         out / "checkpoints")["config_fingerprint"]
     assert result["run_identity"]["train.lr"] == 0.002 and result["origin"] == {"kind": "scratch"}
     assert result["precision"] == "float32"
@@ -86,9 +87,9 @@ def test_init_from_starts_another_config_from_a_runs_weights_and_records_it(demo
     run_train(*short(demo_root, first))
     run_train(*short(demo_root, second, "train.lr=0.001"), "--init-from", str(first))
     a, b = (json.loads((d / "result.json").read_text()) for d in (first, second))
-    tag = checkpointing.resolve(first)
+    tag = checkpoints.resolve(first)
     assert b["origin"] == {"kind": "init-from", "checkpoint": str(tag), "config_fingerprint": a["config_fingerprint"],
-                           "epoch": 1, "weights_sha256": checkpointing.weights_digest(checkpointing.saved_module(tag))}
+                           "epoch": 1, "weights_sha256": checkpoints.weights_digest(checkpoints.saved_module(tag))}
     assert b["run_identity"]["init.weights_sha256"] == b["origin"]["weights_sha256"]
     assert a["run_identity"]["init.weights_sha256"] is None and b["config_fingerprint"] != a["config_fingerprint"]
     # from scratch with the same config is another run, not this one
@@ -117,7 +118,7 @@ def test_a_checkpoint_holding_a_code_running_pickle_is_refused(demo_root, tmp_pa
     out = tmp_path / "run"
     common = short(demo_root, out, "train.epochs=2")
     assert run_train(*common, env={FAULT_ENV: "1"}, check=False).returncode == PREEMPTED_EXIT_CODE
-    tag = checkpointing.resolve(out)
+    tag = checkpoints.resolve(out)
     for name in ("mp_rank_00_model_states.pt", "rng_rank0.pt"):
         target = tag / name
         pristine = target.read_bytes()
@@ -140,7 +141,7 @@ def guarded(*args, **kwargs):
     return real(*args, **kwargs)
 torch.load = guarded
 sys.argv = ["train.py", *sys.argv[1:]]
-from mma_dfer.engine.launch import main
+from mma_dfer.training.cli import main
 raise SystemExit(main())
 """
 
@@ -156,7 +157,7 @@ def test_resume_reads_every_file_with_weights_only(demo_root, tmp_path, ds_confi
 
 
 def test_checkpoints_hold_every_cuda_generator_when_there_is_a_device(monkeypatch):
-    from mma_dfer.engine import trainer
+    from mma_dfer.training import trainer
 
     states = [torch.arange(4, dtype=torch.uint8), torch.arange(4, 8, dtype=torch.uint8)]
     restored = []
@@ -185,7 +186,7 @@ def kill_when(proc, path, timeout=300):
 
 @pytest.mark.slow
 def test_killed_anywhere_again_and_again_ends_as_an_uninterrupted_run(demo_root, tmp_path):
-    from mma_dfer.engine.checkpointing import KILL_ENV
+    from mma_dfer.training.checkpointing import KILL_ENV
 
     common = ["--config", DEMO, "--set", f"data.root={demo_root}", "--set", "train.epochs=3",
               "--set", "train.validate_every=1"]
@@ -195,19 +196,19 @@ def test_killed_anywhere_again_and_again_ends_as_an_uninterrupted_run(demo_root,
     env = {**os.environ, "DS_ACCELERATOR": "cpu"}
     # 1. killed inside the first checkpoint's write (DeepSpeed's files written, no marker yet)
     first = run_train(*common, env={KILL_ENV: "save:epoch001"}, check=False)
-    assert first.returncode == -signal.SIGKILL and not checkpointing.complete_tags(out / "checkpoints")
+    assert first.returncode == -signal.SIGKILL and not checkpoints.complete_tags(out / "checkpoints")
     # 2. killed by an outside SIGKILL as soon as the second epoch's log line is written
     proc = subprocess.Popen(train_cmd(*common), cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    kill_when(proc, out / "checkpoints/epoch001" / checkpointing.MARKER)
+    kill_when(proc, out / "checkpoints/epoch001" / checkpoints.MARKER)
     # 3. killed inside the second checkpoint's write, after it resumed from the first
     third = run_train(*common, env={KILL_ENV: "save:epoch002"}, check=False)
-    assert third.returncode == -signal.SIGKILL and checkpointing.latest(out / "checkpoints")["tag"] == "epoch001"
+    assert third.returncode == -signal.SIGKILL and checkpoints.latest(out / "checkpoints")["tag"] == "epoch001"
     # 4. killed by an outside SIGKILL while it trains epoch 3
     proc = subprocess.Popen(train_cmd(*common), cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    kill_when(proc, out / "checkpoints/epoch002" / checkpointing.MARKER)
+    kill_when(proc, out / "checkpoints/epoch002" / checkpoints.MARKER)
     done = run_train(*common)
     assert "resumed from" in done.stderr
-    assert not [p for p in (out / "checkpoints").iterdir() if not (p / checkpointing.MARKER).exists()]  # no debris
+    assert not [p for p in (out / "checkpoints").iterdir() if not (p / checkpoints.MARKER).exists()]  # no debris
     from tests.test_train import final_module
 
     a, b = final_module(tmp_path / "straight"), final_module(out)

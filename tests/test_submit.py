@@ -44,7 +44,7 @@ def test_debug_cluster_runs_the_fan_out_and_skips_finished_runs(demo_root, tmp_p
     assert "dfew res32 fold2 not submitted" in other.stderr and "train.seed: 1 in the result, 7 now" in other.stderr
     assert (runs / "dfew/res32/fold2/result.json").read_bytes() == before
     from mma_dfer.cluster.submit import TrainJob
-    from mma_dfer.identity import IdentityError
+    from mma_dfer.runs.identity import IdentityError
 
     job = TrainJob("configs/demo.yaml", "ds_configs/cpu_fp32.json", ["data.dataset=dfew", "data.fold=2",
                    "data.resolution=32", f"data.root={demo_root}", "train.epochs=1", "train.seed=7"],
@@ -61,7 +61,7 @@ def test_every_job_shares_one_compile_cache(demo_root, tmp_path, monkeypatch):
     """Issue 21, goal 5: every job of a grid (or sweep) reads and fills one inductor cache under
     the runs root, so the first job of a geometry pays the compilation; a user's own setting wins."""
     from mma_dfer.cluster import submit
-    from mma_dfer.engine import trainer
+    from mma_dfer.training import trainer
 
     seen = []
 

@@ -110,7 +110,7 @@ def test_sweep_fans_out_skips_finished_runs_and_aggregates_per_variant(cpu_sweep
 
 @pytest.mark.slow
 def test_report_of_the_sweep_in_chromium(cpu_sweep, tmp_path):
-    from mma_dfer.report.figures import per_class_recall
+    from mma_dfer.figures import per_class_recall
 
     runs = cpu_sweep[0]
     out = tmp_path / "report.html"
@@ -196,7 +196,7 @@ def tensorboard(cpu_sweep):
 def test_tensorboard_shows_the_labelled_confusion_figure_offline(tensorboard):
     from PIL import Image
 
-    from mma_dfer.report.figures import confusion_figure, confusion_title, rgb
+    from mma_dfer.figures import confusion_figure, confusion_title, rgb
 
     url, run, runs = tensorboard
     assert runs == ["."]  # one run: the hparams session is in the run's own event file

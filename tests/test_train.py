@@ -5,15 +5,17 @@ import pytest
 import torch
 
 from mma_dfer.config import load_config
-from mma_dfer.engine import checkpointing
-from mma_dfer.engine.trainer import PREEMPTED_EXIT_CODE, FAULT_ENV, TrainingError, deepspeed_config
+from mma_dfer.runs import checkpoints
+from mma_dfer.training import TrainingError
+from mma_dfer.training.ds_config import deepspeed_config
+from mma_dfer.training.signals import PREEMPTED_EXIT_CODE, FAULT_ENV
 from tests.conftest import ROOT, run_train
 
 DEMO = str(ROOT / "configs/demo.yaml")
 
 
 def final_module(run_dir):
-    tag = checkpointing.resolve(run_dir)
+    tag = checkpoints.resolve(run_dir)
     return torch.load(tag / "mp_rank_00_model_states.pt", weights_only=True)["module"]
 
 
@@ -21,16 +23,16 @@ def reseal(tag_dir):
     """Record a hand-edited checkpoint's new file hashes in its marker (as if it was written so)."""
     from mma_dfer.utils import atomic_write_json
 
-    atomic_write_json(tag_dir / checkpointing.MARKER,
-                      {**checkpointing.marker(tag_dir), "files": checkpointing.file_table(tag_dir)})
+    atomic_write_json(tag_dir / checkpoints.MARKER,
+                      {**checkpoints.marker(tag_dir), "files": checkpoints.file_table(tag_dir)})
 
 
 @pytest.mark.slow
 def test_demo_learns_through_the_deepspeed_launcher(demo_root, tmp_path):
     from mma_dfer.data.annotations import read_split
     from mma_dfer.data.dataset import ClipDataset
-    from mma_dfer.engine.evaluate import evaluate
-    from mma_dfer.engine.trainer import seed_everything
+    from mma_dfer.inference.evaluate import evaluate
+    from mma_dfer.utils import seed_everything
     from mma_dfer.models import build_model
 
     out = tmp_path / "run"
@@ -65,7 +67,7 @@ def test_kill_and_resume_gives_identical_weights_and_metrics(demo_root, tmp_path
     assert '"test/uar"' in (tmp_path / "straight/log.jsonl").read_text()  # validation after epoch 1
     stopped = run_train(*common, "--set", f"output_dir={tmp_path / 'killed'}", env={FAULT_ENV: "10"}, check=False)
     assert stopped.returncode == PREEMPTED_EXIT_CODE, stopped.stderr[-3000:]
-    assert checkpointing.latest(tmp_path / "killed/checkpoints")["tag"] == "step0000010"
+    assert checkpoints.latest(tmp_path / "killed/checkpoints")["tag"] == "step0000010"
     assert not (tmp_path / "killed/result.json").exists()
     resumed = run_train(*common, "--set", f"output_dir={tmp_path / 'killed'}")
     assert "resumed from" in resumed.stderr
@@ -101,20 +103,20 @@ def test_half_written_or_truncated_checkpoint_is_never_picked(tmp_path):
     def complete(tag, step):
         (tmp_path / tag).mkdir()
         (tmp_path / tag / "mp_rank_00_model_states.pt").write_bytes(b"weights" * 100)
-        atomic_write_json(tmp_path / tag / checkpointing.MARKER,
+        atomic_write_json(tmp_path / tag / checkpoints.MARKER,
                           {"tag": tag, "global_step": step, "epoch": 1, "step_in_epoch": 0,
-                           "files": checkpointing.file_table(tmp_path / tag)})
+                           "files": checkpoints.file_table(tmp_path / tag)})
 
     complete("epoch001", 7)
     (tmp_path / "epoch002").mkdir()  # a save killed before its marker
     (tmp_path / "epoch002" / "mp_rank_00_model_states.pt").write_bytes(b"partial")
-    assert checkpointing.latest(tmp_path)["tag"] == "epoch001"
+    assert checkpoints.latest(tmp_path)["tag"] == "epoch001"
     complete("epoch003", 21)
     (tmp_path / "epoch003/mp_rank_00_model_states.pt").write_bytes(b"weights" * 50)  # truncated afterwards
-    assert checkpointing.latest(tmp_path)["tag"] == "epoch001"
+    assert checkpoints.latest(tmp_path)["tag"] == "epoch001"
     (tmp_path / "epoch001/mp_rank_00_model_states.pt").write_bytes(b"weighTs" * 100)  # same size, other bytes
     with pytest.raises(CheckpointError, match="epoch001/mp_rank_00_model_states.pt: changed since"):
-        checkpointing.verify(tmp_path / "epoch001")
+        checkpoints.verify(tmp_path / "epoch001")
 
 
 def test_non_finite_loss_stops_and_leaves_the_checkpoint(demo_root, tmp_path):
@@ -124,8 +126,8 @@ def test_non_finite_loss_stops_and_leaves_the_checkpoint(demo_root, tmp_path):
                     "--set", "train.epochs=2", "--set", "train.max_steps_per_epoch=1", "--set", "train.lr=1e30",
                     check=False)
     assert bad.returncode == 2 and "non-finite loss at epoch 2" in bad.stderr, bad.stderr[-2000:]
-    assert checkpointing.latest(out / "checkpoints")["tag"] == "epoch001"
-    checkpointing.verify(out / "checkpoints/epoch001")  # every file as its marker recorded it
+    assert checkpoints.latest(out / "checkpoints")["tag"] == "epoch001"
+    checkpoints.verify(out / "checkpoints/epoch001")  # every file as its marker recorded it
     assert not (out / "result.json").exists()
 
 
@@ -155,8 +157,8 @@ def test_fp16_autocast_engine_scales_the_loss_and_resumes_it(demo_root, tmp_path
 
     stopped = run_train(*common, "--set", "train.epochs=2", env={FAULT_ENV: "2"}, check=False)
     assert stopped.returncode == PREEMPTED_EXIT_CODE, stopped.stderr[-3000:]
-    tag = checkpointing.resolve(out)
-    states = tag / checkpointing.MODEL_STATES
+    tag = checkpoints.resolve(out)
+    states = tag / checkpoints.MODEL_STATES
     client = safe_load(states)
     def scales():
         logged = [json.loads(line) for line in (out / "log.jsonl").read_text().splitlines()]
@@ -201,9 +203,9 @@ def test_zero3_run_resumes_and_evaluates_without_deepspeed(demo_root, tmp_path):
     stopped = run_train(*common, "--set", "train.epochs=2", env={FAULT_ENV: "3"}, check=False)
     assert stopped.returncode == PREEMPTED_EXIT_CODE, stopped.stderr[-3000:]
     assert "resumed from" in run_train(*common, "--set", "train.epochs=2").stderr
-    tag = checkpointing.resolve(out)
-    assert not (tag / checkpointing.MODEL_STATES).exists()
-    module = checkpointing.saved_module(tag)
+    tag = checkpoints.resolve(out)
+    assert not (tag / checkpoints.MODEL_STATES).exists()
+    module = checkpoints.saved_module(tag)
     cfg = load_config(out / "config.yaml")
     from mma_dfer.models import build_model
 
@@ -258,7 +260,7 @@ def test_deepspeed_config_conflicts_are_errors(tmp_path):
 
 
 def test_cosine_schedule_is_stepped_per_epoch():
-    from mma_dfer.engine.trainer import cosine_lr
+    from mma_dfer.training.schedule import cosine_lr
 
     cfg = load_config(None)
     lrs = [cosine_lr(cfg, e, 0, 100) for e in range(25)]
@@ -329,8 +331,8 @@ def test_resume_from_an_explicit_checkpoint_writes_into_the_new_run(demo_root, t
     assert bad.returncode == 2 and "train.seed: 1 in the checkpoint, 2 now" in bad.stderr and not second.exists()
     proc = run_train(*common, "--set", f"output_dir={second}", "--resume", str(first / "checkpoints/step0000003"))
     assert "resumed from" in proc.stderr
-    assert checkpointing.latest(second / "checkpoints")["tag"] == "epoch002"
-    assert [m["tag"] for m in checkpointing.complete_tags(first / "checkpoints")] == ["step0000003"]
+    assert checkpoints.latest(second / "checkpoints")["tag"] == "epoch002"
+    assert [m["tag"] for m in checkpoints.complete_tags(first / "checkpoints")] == ["step0000003"]
     assert json.loads((second / "result.json").read_text())["epoch"] == 2
     bad = run_train(*common, "--set", f"output_dir={tmp_path / 'x'}", "--resume", str(tmp_path / "nothing"), check=False)
     assert bad.returncode == 2 and "not a complete checkpoint" in bad.stderr
@@ -355,9 +357,9 @@ SYNC_COUNT = """
 import json, sys, torch, deepspeed
 from deepspeed.accelerator import get_accelerator
 from mma_dfer.config import load_config
-from mma_dfer.engine.distributed import detect
-from mma_dfer.engine.engine import build_engine
-from mma_dfer.engine.trainer import deepspeed_config
+from mma_dfer.training.distributed import detect
+from mma_dfer.training.engine import build_engine
+from mma_dfer.training.ds_config import deepspeed_config
 from mma_dfer.models import build_model
 
 detect().export()

@@ -40,7 +40,7 @@ def set_gates(model, value):
                 p.fill_(value)
 
 
-# -- parameter counts (formulas in the README), full size on meta tensors --------------------------
+# -- parameter counts (formulas in docs/model.md), full size on meta tensors --------------------------
 D, DEPTH, T = 768, 12, 16
 
 

@@ -5,7 +5,7 @@ over the folds, and the paper's Table 1 numbers beside them. A fold that is miss
 result, or a run folder whose training failed) is listed by name and the row is marked
 incomplete; its mean is over the folds present and flagged, never passed off as the 5-fold
 mean. The folds of a row must have been made by one config (the same run identity but for
-the fold: :func:`mma_dfer.identity.group_fingerprint`); folds of different configs are never
+the fold: :func:`mma_dfer.runs.identity.group_fingerprint`); folds of different configs are never
 averaged. Two results for one fold, a corrupt result or folds of different configs are errors
 naming the files (``strict``), or, for the report, problems recorded in the table.
 """
@@ -21,7 +21,7 @@ import sys
 from pathlib import Path
 from typing import Optional
 
-from mma_dfer.identity import PER_FOLD, differences, group_fingerprint
+from mma_dfer.runs.identity import PER_FOLD, differences, group_fingerprint
 from mma_dfer.utils import atomic_write_json, atomic_write_text, parse_int_list
 
 FOLDS = (1, 2, 3, 4, 5)
@@ -178,7 +178,8 @@ def collect_all(root: str | Path, folds=FOLDS, resolutions: Optional[list[str]] 
         row["missing"] = [f for f in folds if str(f) not in row["folds"]]
         row["failed"] = {str(f): str(failed[(dataset, res, f)]) for f in folds if (dataset, res, f) in failed}
         row["corrupt"] = {str(f): corrupt[(dataset, res, f)][1] for f in folds if (dataset, res, f) in corrupt}
-        row["failed"].update({str(f): str(corrupt[(dataset, res, f)][0]) for f in folds if (dataset, res, f) in corrupt})
+        row["failed"].update({str(f): str(corrupt[(dataset, res, f)][0]) for f in folds
+                              if (dataset, res, f) in corrupt})
         row["complete"] = not row["missing"]
         mixed = mixed_configs(f"{dataset} res {res}", present)
         if mixed:
@@ -285,15 +286,16 @@ def plot(table: dict, folder: str | Path) -> list[Path]:
     return written
 
 
-def main(argv=None) -> int:
-    p = argparse.ArgumentParser(prog="aggregate", description=__doc__.split("\n\n")[0])
+def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("runs_root")
     p.add_argument("--json", help="write the aggregate JSON here")
     p.add_argument("--csv", help="write per-fold rows, means, stds and the paper's numbers here")
     p.add_argument("--folds", default="1-5", help="expected folds (default 1-5)")
     p.add_argument("--resolutions", default="", help="expected resolutions, e.g. 112,160,224 (default: those found)")
     p.add_argument("--plot", help="also draw one bar chart (PNG) per dataset into this folder")
-    args = p.parse_args(argv)
+
+
+def run(args) -> int:
     folds = tuple(parse_int_list(args.folds))
     try:
         table = collect(args.runs_root, folds, [r for r in args.resolutions.split(",") if r])
@@ -312,3 +314,9 @@ def main(argv=None) -> int:
     if not table:
         print(f"no results under {args.runs_root}", file=sys.stderr)
     return 0 if complete else 3
+
+
+def main(argv=None) -> int:
+    p = argparse.ArgumentParser(prog="aggregate", description=__doc__.split("\n\n")[0])
+    add_arguments(p)
+    return run(p.parse_args(argv))

@@ -58,7 +58,8 @@ class TrainJob:
         return load_config(self.config, [*self.overrides, f"output_dir={self.output_dir}"])
 
     def __call__(self) -> dict:
-        from mma_dfer.engine.trainer import Preempted, run
+        from mma_dfer.training.signals import Preempted
+        from mma_dfer.training.trainer import run
 
         _export_distributed_env()
         cfg = self.make_config()
@@ -140,7 +141,7 @@ def _grid(args, runs_root: Path) -> list[tuple[dict, TrainJob]]:
     for res in parse_int_list(args.resolutions or "112,160,224"):
         for fold in parse_int_list(args.folds or "1-5"):
             out = run_dir(runs_root, args.dataset, res, fold)
-            config = args.config or f"configs/{args.dataset}_{res}.yaml"
+            config = args.config or f"{args.dataset}_{res}"  # the shipped paper config
             overrides = [f"data.dataset={args.dataset}", f"data.fold={fold}", f"data.resolution={res}", *args.overrides]
             planned.append(({"dataset": args.dataset, "resolution": res, "fold": fold},
                             TrainJob(config, args.deepspeed_config, overrides, str(out))))
@@ -233,12 +234,12 @@ def submit(args) -> int:
 
 def finished(job: TrainJob, world: int) -> Optional[dict]:
     """The finished result of ``job``'s config in its run folder, or None when it is still to run;
-    an :class:`~mma_dfer.identity.IdentityError` when the folder holds another config's run."""
-    from mma_dfer.engine import run_folder
-    from mma_dfer.engine.trainer import planned_identity
+    an :class:`~mma_dfer.runs.identity.IdentityError` when the folder holds another config's run."""
+    from mma_dfer.runs.folder import claim
+    from mma_dfer.training.trainer import planned_identity
 
     identity, _ = planned_identity(job.make_config(), job.deepspeed_config, world)
-    return run_folder.claim(Path(job.output_dir), identity, "auto")
+    return claim(Path(job.output_dir), identity, "auto")
 
 
 def run_errors() -> tuple:
@@ -246,8 +247,8 @@ def run_errors() -> tuple:
     message), not a bug."""
     from mma_dfer.config import ConfigError
     from mma_dfer.data.annotations import AnnotationError
-    from mma_dfer.engine.trainer import TrainingError
-    from mma_dfer.identity import IdentityError
+    from mma_dfer.training import TrainingError
+    from mma_dfer.runs.identity import IdentityError
     from mma_dfer.models.checkpoints import CheckpointError
 
     return ConfigError, AnnotationError, TrainingError, IdentityError, CheckpointError
@@ -275,18 +276,18 @@ def status(args) -> int:
     return 0
 
 
-def parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="submit", description=__doc__.split("\n\n")[0])
+def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--dataset", choices=("dfew", "mafw"), default="dfew")
-    p.add_argument("--sweep", help="a sweep file (configs/sweeps/*.yaml): its variants x datasets x resolutions x "
-                   "folds, into <runs-root>/<sweep>/<variant>/<dataset>/res<R>/fold<k>/")
+    p.add_argument("--sweep", help="a sweep file or a shipped sweep's name (table4): its variants x datasets x "
+                   "resolutions x folds, into <runs-root>/<sweep>/<variant>/<dataset>/res<R>/fold<k>/")
     p.add_argument("--variants", help="with --sweep: comma-separated subset of its variants")
     p.add_argument("--folds", help="default 1-5 (with --sweep: the sweep's)")
     p.add_argument("--resolutions", help="default 112,160,224 (with --sweep: the sweep's)")
-    p.add_argument("--config", help="one YAML for every job (default: configs/<dataset>_<resolution>.yaml, "
+    p.add_argument("--config", help="one YAML for every job (default: the shipped <dataset>_<resolution>, "
                    "or the sweep's)")
     p.add_argument("--deepspeed_config", "--deepspeed-config", dest="deepspeed_config",
-                   default="ds_configs/zero0_bf16.json", help="default: one GPU per run needs no ZeRO")
+                   default="zero0_bf16", help="a file or a shipped name (default zero0_bf16: one GPU per run needs "
+                   "no ZeRO)")
     p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE")
     p.add_argument("--runs-root", default="runs")
     p.add_argument("--cluster", choices=("slurm", "local", "debug"), default=None,
@@ -303,9 +304,17 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--array-parallelism", type=int, default=0)
     p.add_argument("--wait", action="store_true", help="wait for the jobs and print their results")
     p.add_argument("--status", action="store_true", help="report the state of the jobs in the manifest")
+
+
+def parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="submit", description=__doc__.split("\n\n")[0])
+    add_arguments(p)
     return p
 
 
-def main(argv=None) -> int:
-    args = parser().parse_args(argv)
+def run(args) -> int:
     return status(args) if args.status else submit(args)
+
+
+def main(argv=None) -> int:
+    return run(parser().parse_args(argv))

@@ -178,13 +178,19 @@ def parse_sweep(data, path: str, default_name: str) -> Sweep:
         name=name, path=str(path), title=str(data.get("title") or name), layout=layout, datasets=datasets,
         folds=_int_list(path, "folds", data.get("folds", [1])),
         resolutions=_int_list(path, "resolutions", data.get("resolutions", [160])),
-        config=str(data.get("config") or "configs/{dataset}_{resolution}.yaml"),
+        config=str(data.get("config") or "{dataset}_{resolution}"),
         overrides=_overrides(path, "set", data.get("set")), columns=columns,
         variants=[_variant(path, k, v, columns) for k, v in variants.items()], note=str(data.get("note") or ""))
 
 
 def load_sweep(path: str | Path) -> Sweep:
-    path = Path(path)
+    """A sweep file, or a shipped sweep's name (``table4``: :mod:`mma_dfer.resources`)."""
+    from mma_dfer.resources import ResourceError, sweep_path
+
+    try:
+        path = sweep_path(path)
+    except ResourceError as e:
+        raise SweepError(str(e)) from None
     try:
         data = yaml.safe_load(path.read_text())
     except OSError as e:

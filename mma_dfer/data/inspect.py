@@ -1,6 +1,7 @@
 """``inspect-clip``: one clip through exactly the test-time pipeline, printed (and drawn)."""
 from __future__ import annotations
 
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -50,14 +51,14 @@ def write_png(path: Path, video: torch.Tensor, audio: torch.Tensor) -> None:
 def run(args) -> int:
     file = Path(args.file)
     if file.is_dir() and not args.audio and args.audio_policy == "error":
-        print(f"error: {file}: a frame folder needs --audio WAV (or --audio-policy silence)")
+        print(f"error: {file}: a frame folder needs --audio WAV (or --audio-policy silence)", file=sys.stderr)
         return 2
     try:
         ds = clip_dataset(file, args.resolution, args.audio_policy, args.clips, Path(args.audio) if args.audio else None)
         n = frame_count(ds)
         item = ds[0]
     except ClipError as e:
-        print(f"error: {e}")
+        print(f"error: {e}", file=sys.stderr)
         return 2
     for c in range(args.clips):
         print(f"clip {c}: frame indices {V.test_indices(n, ds.cfg.num_frames, c, args.clips).tolist()} (of {n})")

@@ -31,6 +31,7 @@ from __future__ import annotations
 import json
 import os
 import shutil
+import sys
 import wave
 from dataclasses import asdict, dataclass, field
 from functools import partial
@@ -42,16 +43,12 @@ import numpy as np
 
 from mma_dfer.data.annotations import LAYOUTS, official_split_file, read_split
 from mma_dfer.data.cache import source_stamp
+from mma_dfer.data.prepare_args import (DETECT_BATCH, DETECT_BATCH_CUDA, FACE_MARGIN, FACE_SIZE, FACE_SMOOTH,
+                                        JPEG_QUALITY, MTCNN_HINT, PACK_QUALITY, SAMPLE_RATE)
 from mma_dfer.data.video import ClipError
 from mma_dfer.utils import atomic_write_bytes, atomic_write_json, atomic_write_text, one_thread_per_process
 
-SAMPLE_RATE = 16000
 MARKERS = ".prepare"
-JPEG_QUALITY = 95  # face crops' frame files
-FACE_SIZE, FACE_MARGIN, FACE_SMOOTH = 224, 1.3, 5  # crop side (px), square = margin x box, smoothing (frames)
-DETECT_BATCH = 16  # frames per MTCNN call on the CPU
-DETECT_BATCH_CUDA = 128  # on a GPU: one call for most clips (the P-Net pyramid runs on the whole batch)
-PACK_QUALITY = 90  # JPEG quality of frames the packed store encodes (10.8 KB a 224-px face frame)
 
 
 @dataclass
@@ -117,8 +114,7 @@ def detector(device: str = "cpu"):
         try:
             from facenet_pytorch import MTCNN
         except ImportError as e:
-            raise RuntimeError("--faces mtcnn needs facenet-pytorch: pip install --no-deps facenet-pytorch==2.6.0 "
-                               f"requests ({e})") from None
+            raise RuntimeError(f"--faces mtcnn needs facenet-pytorch: {MTCNN_HINT} ({e})") from None
         _DETECTORS[device] = MTCNN(keep_all=True, device=device, post_process=False)
     return _DETECTORS[device]
 
@@ -534,7 +530,7 @@ def run(args) -> int:
             s = prepare(args.dataset, args.raw, args.out, args.workers, args.faces, args.force, res, args.margin,
                         pack=pack, piece=piece, device=args.device)
     except (FileNotFoundError, RuntimeError, ValueError) as e:
-        print(f"error: {e}")
+        print(f"error: {e}", file=sys.stderr)
         return 2
     what = f"piece {args.shard} of " if args.shard else ("merged pieces of " if args.merge else "")
     print(f"prepare {what}{args.dataset}: {s['clips']} clips: {s['done']} done, {s['skipped']} skipped, "
@@ -548,26 +544,3 @@ def run(args) -> int:
     if not args.shard:
         print(f"use data.root={Path(args.out).resolve()}" + (" with data.source=packed" if "packed" in s else ""))
     return 1 if s["failed"] or s.get("pack_failed") else 0
-
-
-def add_arguments(p) -> None:
-    p.add_argument("--dataset", choices=sorted(LAYOUTS), required=True)
-    p.add_argument("--raw", required=True, help="the dataset as downloaded (its fold files and clips)")
-    p.add_argument("--out", required=True, help="output folder (a complete data.root); may equal --raw")
-    p.add_argument("--workers", type=int, default=1)
-    p.add_argument("--faces", choices=("mtcnn", "none"), default="none",
-                   help="MTCNN face crops (MAFW; DFEW ships aligned faces) or none")
-    p.add_argument("--margin", type=float, default=FACE_MARGIN, help="square side = margin x the larger box side")
-    p.add_argument("--device", choices=("cpu", "cuda"), default="cpu",
-                   help=f"where MTCNN runs (cuda: batches of {DETECT_BATCH_CUDA} frames)")
-    p.add_argument("--resolution-cache", default="",
-                   help="also fill the pre-decoding cache (224-px frames serve 112,160,224)")
-    p.add_argument("--pack", action="store_true", help="also write the packed store <out>/packed (data.source=packed)")
-    p.add_argument("--pack-quality", type=int, default=PACK_QUALITY,
-                   help="JPEG quality of the frames the store encodes (video frames, non-JPEG frame files)")
-    p.add_argument("--pack-shard-mb", type=float, default=1024, help="size of the store's shard files (MiB)")
-    p.add_argument("--sample-rate", type=int, default=16000, help="the store's fbank sample rate (data.sample_rate)")
-    p.add_argument("--mel-bins", type=int, default=128, help="the store's fbank mel bins (data.mel_bins)")
-    p.add_argument("--shard", metavar="I/N", help="prepare only piece I of N of the clips (a SLURM array task)")
-    p.add_argument("--merge", type=int, metavar="N", help="join the N --shard pieces' summaries and stores")
-    p.add_argument("--force", action="store_true", help="redo finished clips and overwrite outputs")

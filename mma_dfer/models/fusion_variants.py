@@ -1,7 +1,7 @@
 """Table 3's alternatives to the Fusion Bottleneck (paper section 4.5), and the per-block builder.
 
 The paper describes them in one line each and the authors did not release them, so each design
-choice below is ours and is listed in the README. All share the Fusion Bottleneck's call,
+choice below is ours and is listed in docs/model.md. All share the Fusion Bottleneck's call,
 ``forward(video (B*T, Nv, D), audio (B, Na, D), num_frames) -> (video, audio)``, read the
 pre-exchange values of both modalities (a simultaneous exchange, as the FB), and add their result
 to *every* token through a tanh gate initialised at 0, as the FB does, so that every variant starts

@@ -2,7 +2,7 @@
 
 "Temporal self-attention over [CLS] tokens of every frame", "fused back to the vision branch",
 "similar to TMA [8]". The authors did not release them; the design below is ours, chosen to
-follow the text and to reproduce what Table 2's Params column allows (see the README).
+follow the text and to reproduce what Table 2's Params column allows (see docs/model.md).
 """
 from __future__ import annotations
 

@@ -7,11 +7,12 @@ import sys
 from pathlib import Path
 
 
-def main(argv=None) -> int:
-    p = argparse.ArgumentParser(prog="report", description=__doc__.split("\n\n")[0])
+def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("runs_root")
     p.add_argument("--out", help="the HTML file (default: RUNS_ROOT/report.html)")
-    args = p.parse_args(argv)
+
+
+def run(args) -> int:
     from mma_dfer.report.collect import ReportError, read_report
     from mma_dfer.report.html import render
     from mma_dfer.utils import atomic_write_text
@@ -37,3 +38,9 @@ def main(argv=None) -> int:
         for problem in g.problems:
             print(f"  problem: {problem}")
     return 0
+
+
+def main(argv=None) -> int:
+    p = argparse.ArgumentParser(prog="report", description=__doc__.split("\n\n")[0])
+    add_arguments(p)
+    return run(p.parse_args(argv))

@@ -8,7 +8,7 @@ import html
 from typing import Optional
 
 from mma_dfer.cluster.aggregate import FOLDS
-from mma_dfer.report import figures
+from mma_dfer import figures
 from mma_dfer.report.collect import Group, Report, Run, paper_table1, read_curves
 
 METRICS = ("uar", "war", "uar_2clip", "war_2clip")

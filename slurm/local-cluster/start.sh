@@ -18,7 +18,7 @@
 # every node and /etc/ssh/ssh_config holds a key made for this cluster, so `ssh node2` works from
 # any node, as on a real cluster. `node.sh` kills a node (a power loss) and starts it again, and
 # runs a command on a node. SlurmdTimeout is short and requeued jobs wait 10 s, so a lost node is
-# noticed and its jobs restart in seconds (see the README, "Several nodes on one machine").
+# noticed and its jobs restart in seconds (see docs/cluster.md, "Several nodes on one machine").
 set -Eeuo pipefail  # -E: the ERR trap below also fires inside functions
 HERE=$(cd "$(dirname "$0")" && pwd)
 STATE=/tmp/mma-dfer-slurm

@@ -1,0 +1,224 @@
+"""``launch/evaluate.py``: evaluate this project's checkpoints or the authors' released ones on a
+fold and write the same ``result.json`` as training (so the aggregator can put them side by side).
+
+A run's checkpoint is evaluated with its own config (``config.yaml``) unless ``--config`` or
+``--set`` say otherwise, in its own precision unless ``--precision`` does. A config that would
+build another model than the checkpoint's (a model field, or the input geometry) is an error
+naming the fields. The result's run identity is the checkpoint's with the evaluation's data
+fields, clips and precision; where those differ from the run's (another fold, other data
+settings) they are named in a warning, the fingerprint differs, and ``checkpoint_fingerprint``
+says which run the weights came from. Re-evaluating a run as it was reproduces its result.json,
+fingerprint included.
+"""
+from __future__ import annotations
+
+import argparse
+import copy
+import logging
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Optional
+
+DEFAULT_ROOT = "runs-eval"
+# The data fields that shape the model (the input geometry): like the model's own fields, an
+# evaluation must have the checkpoint's. Its other data fields, clips and precision are its own.
+SHAPE_FIELDS = ("data.resolution", "data.num_frames", "data.audio_frames", "data.mel_bins")
+
+
+def add_arguments(p: argparse.ArgumentParser) -> None:
+    from mma_dfer.inference.precision import PRECISION_CHOICES
+
+    p.add_argument("--config", help="experiment YAML: which dataset, fold and data.root (default for a run's "
+                   "checkpoint: the run's own config.yaml; needed for an authors' file)")
+    p.add_argument("--checkpoint", required=True,
+                   help="a run folder / checkpoint tag folder of this project, or an authors' model.pth")
+    p.add_argument("--clips", type=int, choices=(1, 2), default=2, help="1: 1-clip only; 2: 1-clip and 2-clip")
+    p.add_argument("--precision", choices=PRECISION_CHOICES, default=None,
+                   help="default: the run's own (result.json's precision; fp32 for an authors' file)")
+    p.add_argument("--output", help=f"folder for result.json (default {DEFAULT_ROOT}/<dataset>/res<R>/fold<k>)")
+    p.add_argument("--batch-size", type=int, default=None)
+    p.add_argument("--predictions", help="also write every test clip's class probabilities to this JSON file")
+    p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE")
+
+
+def parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="evaluate", description=__doc__.split("\n\n")[0])
+    add_arguments(p)
+    return p
+
+
+@dataclass
+class Loaded:
+    """A checkpoint made ready for evaluation."""
+
+    model: object
+    cfg: object
+    epoch: int
+    kind: str  # "mma-dfer" or "authors"
+    precision: str  # the precision it was trained in (result.json's names)
+    identity: Optional[dict]  # the training run's identity (None for an authors' file)
+
+
+def load_model(path: Path, cfg=None) -> Loaded:
+    """Either kind of checkpoint. Without ``cfg``: a run's own ``config.yaml``, or for an
+    authors' file its dataset's defaults (the dataset read off its class count). The config is
+    adapted to an authors' model (its resolution and frame counts come from the checkpoint; its
+    MAFW classes are mapped to this project's order)."""
+    from mma_dfer.config import ConfigError, load_config
+    from mma_dfer.runs import checkpoints
+    from mma_dfer.inference.restore import load_trained_model
+    from mma_dfer.models import from_authors_checkpoint
+    from mma_dfer.models.checkpoints import CheckpointError
+
+    if path.is_file():
+        model = from_authors_checkpoint(path, label_order="canonical")
+        if cfg is None:
+            dataset = {7: "dfew", 11: "mafw"}.get(model.num_classes)
+            if dataset is None:
+                raise ConfigError(f"{path} has {model.num_classes} classes: neither DFEW (7) nor MAFW (11)")
+            cfg = load_config(None, [f"data.dataset={dataset}", f"data.resolution={model.image_size}"])
+        if model.num_classes != cfg.model.num_classes:
+            raise ConfigError(f"{path} has {model.num_classes} classes but data.dataset={cfg.data.dataset} has "
+                              f"{cfg.model.num_classes}")
+        if cfg.data.resolution != model.image_size:
+            logging.warning("using the checkpoint's resolution %d (config: %d)", model.image_size, cfg.data.resolution)
+        cfg.data.resolution, cfg.data.num_frames = model.image_size, model.num_frames
+        cfg.data.audio_frames = model.audio_frames
+        return Loaded(model, cfg, model.checkpoint_epoch, "authors", "float32", None)
+    try:
+        tag_dir = checkpoints.resolve(path)
+    except FileNotFoundError as e:
+        raise CheckpointError(str(e)) from None
+    marker = checkpoints.marker(tag_dir)
+    identity = marker.get("identity")
+    if cfg is not None:
+        check_model_fields(identity, cfg, tag_dir)
+    model, cfg = load_trained_model(tag_dir, cfg)
+    precision = identity["deepspeed.precision"] if isinstance(identity, dict) else "float32"
+    return Loaded(model, cfg, marker["epoch"], "mma-dfer", precision, identity)
+
+
+def check_model_fields(identity: Optional[dict], cfg, where: Path) -> None:
+    """``cfg`` must build the checkpoint's model: its model fields and input geometry (an
+    IdentityError names each field that differs)."""
+    from mma_dfer.runs.identity import check_same, run_identity
+
+    now = run_identity(cfg, {}, [], [])
+    shaping = [k for k in now if k.startswith("model.") or k in SHAPE_FIELDS]
+    check_same(identity and {k: identity.get(k) for k in shaping}, {k: now[k] for k in shaping}, str(where),
+               "the checkpoint", "Evaluate a run with its own config: no --config, or --config <run>/config.yaml.")
+
+
+def evaluation_identity(loaded: Loaded, cfg, precision: str, clips: list[int], test: list, checkpoint: Path):
+    """(identity, fingerprint) of this evaluation. For a run's checkpoint (whose model ``cfg``
+    builds: :func:`check_model_fields`): the run's identity with the evaluation's data fields,
+    clips and precision; the fields where the evaluation differs from the run are logged."""
+    from mma_dfer.runs.identity import differences, file_sha256, fingerprint, run_identity
+
+    cfg = copy.deepcopy(cfg)
+    cfg.eval.clips = tuple(clips)
+    ds = {"zero_optimization": {"stage": 0}}
+    if precision.startswith("autocast-"):
+        ds["torch_autocast"] = {"enabled": True, "dtype": precision.removeprefix("autocast-")}
+    elif precision != "float32":
+        ds[{"bfloat16": "bf16", "float16": "fp16"}[precision]] = {"enabled": True}
+    now = run_identity(cfg, ds, [], test)  # the training list is the checkpoint's
+    if loaded.identity is None:
+        identity = {**now, "checkpoint.sha256": file_sha256(str(checkpoint)) if loaded.kind == "authors" else None}
+        return identity, fingerprint(identity)
+    own = [k for k in now if k.startswith("data.") and k not in (*SHAPE_FIELDS, "data.split_train")]
+    own += ["eval.clips", "deepspeed.precision"]
+    for line in differences({k: loaded.identity.get(k) for k in own}, {k: now[k] for k in own}):
+        logging.warning("evaluating otherwise than the run was: %s", line)
+    identity = {**loaded.identity, **{k: now[k] for k in own}}
+    return identity, fingerprint(identity)
+
+
+def prediction_records(samples, evals: dict, class_names: list[str]) -> list[dict]:
+    """Per test clip and clip count, its class probabilities (``--predictions``): the same
+    record as ``predict`` writes for a video, plus the clip's id, label and clip count."""
+    from mma_dfer.inference.predict import probability_record
+
+    out = []
+    for clips, ev in sorted(evals.items()):
+        for i, probs in zip(ev["indices"], ev["probs"]):
+            s = samples[int(i)]
+            out.append({"clip_id": s.clip_id, "label": class_names[s.label], "clips": clips,
+                        **probability_record(str(s.video), None, None, class_names, probs)})
+    return out
+
+
+def config_for(args):
+    """The evaluation's config: ``--config``, else the run's own ``config.yaml`` (with ``--set``)."""
+    from mma_dfer.config import ConfigError, load_config
+    from mma_dfer.runs import checkpoints
+
+    if args.config:
+        return load_config(args.config, args.overrides)
+    path = Path(args.checkpoint)
+    if path.is_file():
+        raise ConfigError(f"{path}: an authors' checkpoint needs --config (data.dataset, data.fold, data.root)")
+    try:
+        run_dir = checkpoints.resolve(path).parent.parent
+    except FileNotFoundError:
+        return None  # load_model names the problem
+    return load_config(run_dir / "config.yaml", args.overrides)
+
+
+def run(args) -> int:
+    import torch
+
+    from mma_dfer.config import ConfigError
+    from mma_dfer.data.annotations import AnnotationError, read_split
+    from mma_dfer.data.dataset import ClipDataset
+    from mma_dfer.data.video import ClipError
+    from mma_dfer.inference.precision import apply_precision, precision_for
+    from mma_dfer.inference.evaluate import evaluate
+    from mma_dfer.runs.results import make_result
+    from mma_dfer.runs.identity import IdentityError
+    from mma_dfer.runs.identity import fingerprint as _fingerprint
+    from mma_dfer.models.checkpoints import CheckpointError
+    from mma_dfer.utils import atomic_write_json
+
+    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(message)s")
+    try:
+        loaded = load_model(Path(args.checkpoint), config_for(args))
+        cfg = loaded.cfg
+        device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
+        precision = precision_for(args.precision, loaded.precision)
+        if precision in ("float16", "autocast-float16") and device.type == "cpu":
+            raise ConfigError("evaluation in float16 needs a GPU: pass --precision fp32 or bf16 on the CPU")
+        test = read_split(cfg.data, "test")
+        clips = list(range(1, args.clips + 1))
+        identity, fingerprint = evaluation_identity(loaded, cfg, precision, clips, test, Path(args.checkpoint))
+        model = loaded.model
+        dtype = apply_precision(model, precision)
+        model.to(device)
+        batch = args.batch_size or cfg.eval.batch_size
+        evals = {}
+        for c in clips:
+            ds = ClipDataset(test, cfg.data, train=False, clips=c, seed=cfg.train.seed)
+            evals[c] = evaluate(model, ds, batch, cfg.data.num_workers, device, cfg.model.num_classes, dtype,
+                                progress=sys.stderr.isatty())
+    except (ConfigError, CheckpointError, AnnotationError, ClipError, IdentityError) as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    out = Path(args.output) if args.output else (Path(DEFAULT_ROOT) / cfg.data.dataset /
+                                                  f"res{cfg.data.resolution}" / f"fold{cfg.data.fold}")
+    trained = loaded.identity and _fingerprint(loaded.identity)
+    result = make_result(cfg, evals, loaded.epoch, checkpoint=str(args.checkpoint), checkpoint_kind=loaded.kind,
+                         checkpoint_fingerprint=trained, precision=precision, config_fingerprint=fingerprint,
+                         run_identity=identity)
+    atomic_write_json(out / "result.json", result)
+    if args.predictions:
+        atomic_write_json(args.predictions, prediction_records(test, evals, result["class_names"]))
+    two = f"; 2-clip UAR {result['uar_2clip']:.2f} WAR {result['war_2clip']:.2f}" if result["uar_2clip"] is not None else ""
+    print(f"{cfg.data.dataset} fold {cfg.data.fold} res {cfg.data.resolution}: UAR {result['uar']:.2f} "
+          f"WAR {result['war']:.2f}{two} ({result['num_test_clips']} clips, {precision}, config {fingerprint}); "
+          f"wrote {out / 'result.json'}")
+    return 0
+
+
+def main(argv=None) -> int:
+    return run(parser().parse_args(argv))

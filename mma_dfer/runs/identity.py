@@ -1,0 +1,187 @@
+"""A run's identity: every setting that changes what a run computes, and its fingerprint.
+
+The identity is a flat mapping of dotted fields: every config field except those in
+:data:`NOT_IDENTITY` (they change only where a run's files go or how fast it runs), plus the
+:data:`DERIVED` fields that the config names only by path (the fold's clip lists, the
+pretrained files' contents) or that live in the DeepSpeed JSON (precision, ZeRO stage). Its
+fingerprint is a hash of that mapping. Training writes both into every checkpoint, the run
+folder (``identity.json``), ``result.json`` and the TensorBoard hparams; a checkpoint or a
+finished result is reused only under the same fingerprint, and a mismatch names each field
+that differs (:func:`differences`). Nothing here imports torch: the aggregator and the report
+compare identities too.
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+from pathlib import Path
+from typing import Optional
+
+VERSION = 1  # bump when the definition changes: older identities then never match
+
+# Config fields left out of the identity, with the reason (docs/training.md, "What a run folder holds").
+NOT_IDENTITY = {
+    "output_dir": "where the run folder is",
+    "name": "a label",
+    "data.root": "where the dataset is; what the fold lists is data.split_train/data.split_test",
+    "data.annotations": "the list format; what it lists is data.split_train/data.split_test",
+    "data.train_list": "a path; what it lists is data.split_train",
+    "data.test_list": "a path; what it lists is data.split_test",
+    "data.num_workers": "loader processes",
+    "data.cache_dir": "where the cache is; whether frames come through it is data.cached",
+    "model.video_checkpoint": "a path; the file's content is model.video_checkpoint_sha256",
+    "model.audio_checkpoint": "a path; the file's content is model.audio_checkpoint_sha256",
+    "model.grad_checkpointing": "recomputes the same activations in the backward pass (memory)",
+    "model.fused_attn": "the same attention through another kernel (speed)",
+    "train.micro_batch_size": "how the global batch is cut over ranks and accumulation steps",
+    "train.validate_every": "evaluations between epochs change no weight and draw no random number",
+    "train.log_every": "log cadence",
+    "train.compile": "speed: the same step (its drop-path masks are other draws of the same distribution)",
+    "train.compile_backend": "speed",
+    "train.collective_timeout_s": "how long a lost rank is waited for",
+    "eval.batch_size": "speed",
+}
+# Identity fields that are not config fields.
+DERIVED = {
+    "identity.version": "the version of this definition",
+    "data.split_train": "sha256 of the fold's train list (clip ids and labels, in order)",
+    "data.split_test": "sha256 of the fold's test list (clip ids and labels, in order)",
+    "data.cached": "whether frames come through data.cache_dir (stored at 224 px, cropped from there)",
+    "data.packed": "data.source=packed: the settings the store was made with (how its JPEGs were made, "
+                   "sample rate, mel bins; null otherwise)",
+    "model.video_checkpoint_sha256": "sha256 of the MAE-Face file (null: random init)",
+    "model.audio_checkpoint_sha256": "sha256 of the AudioMAE file (null: random init)",
+    "deepspeed.precision": "float32, bfloat16/float16 (whole module) or autocast-bfloat16/-float16",
+    "deepspeed.zero_stage": "ZeRO stage 0-3",
+    "init.weights_sha256": "--init-from: sha256 of the trainable weights the run started from (null: none)",
+}
+# Fields that differ between the folds of one table row (the aggregator compares the rest).
+PER_FOLD = ("data.fold", "data.split_train", "data.split_test")
+
+
+class IdentityError(RuntimeError):
+    """A checkpoint, result or run folder was made by another config; names each field."""
+
+
+def flatten(d: dict, prefix: str = "") -> dict:
+    out = {}
+    for k, v in d.items():
+        if isinstance(v, dict):
+            out.update(flatten(v, f"{prefix}{k}."))
+        else:
+            out[f"{prefix}{k}"] = v
+    return out
+
+
+def config_fields(cfg) -> dict:
+    """The config's own identity fields (its resolved values, lists for tuples)."""
+    return {k: v for k, v in flatten(cfg.to_dict()).items() if k not in NOT_IDENTITY}
+
+
+def split_digest(samples: list) -> str:
+    """sha256 of one fold list: which clips, with which labels, in which order."""
+    rows = [[s.clip_id, int(s.label)] for s in samples]
+    return hashlib.sha256(json.dumps(rows, separators=(",", ":")).encode()).hexdigest()
+
+
+_FILE_HASHES: dict = {}
+
+
+def file_sha256(path: Optional[str]) -> Optional[str]:
+    """sha256 of a file's bytes (None for None); computed once per process per (path, size, mtime)."""
+    if path is None:
+        return None
+    st = os.stat(path)
+    key = (str(Path(path).resolve()), st.st_size, st.st_mtime_ns)
+    if key not in _FILE_HASHES:
+        h = hashlib.sha256()
+        with open(path, "rb") as f:
+            for block in iter(lambda: f.read(1 << 24), b""):
+                h.update(block)
+        _FILE_HASHES[key] = h.hexdigest()
+    return _FILE_HASHES[key]
+
+
+def packed_settings(data) -> Optional[dict]:
+    """The settings of the packed store a ``data.source=packed`` run reads (None otherwise)."""
+    if data.source != "packed":
+        return None
+    from mma_dfer.data.packed import store_settings
+
+    return store_settings(data.root)
+
+
+def precision_of(ds: dict) -> str:
+    """What a DeepSpeed JSON trains in: the whole module's dtype, or ``autocast-<dtype>``."""
+    if ds.get("fp16", {}).get("enabled"):
+        return "float16"
+    if ds.get("bf16", ds.get("bfloat16", {})).get("enabled"):
+        return "bfloat16"
+    autocast = ds.get("torch_autocast", {})
+    if autocast.get("enabled"):
+        name = str(autocast.get("dtype", "bfloat16")).replace("torch.", "")
+        return "autocast-" + {"bf16": "bfloat16", "fp16": "float16", "half": "float16"}.get(name, name)
+    return "float32"
+
+
+def run_identity(cfg, ds: dict, train: list, test: list, init_weights: Optional[str] = None) -> dict:
+    """The identity of a training run of ``cfg`` under the DeepSpeed JSON ``ds`` (as the trainer
+    fills it) on the fold's ``train``/``test`` samples; ``init_weights``: --init-from's digest."""
+    out = config_fields(cfg)
+    out.update({
+        "identity.version": VERSION,
+        "data.split_train": split_digest(train),
+        "data.split_test": split_digest(test),
+        "data.cached": bool(cfg.data.cache_dir),
+        "data.packed": packed_settings(cfg.data),
+        "model.video_checkpoint_sha256": file_sha256(cfg.model.video_checkpoint),
+        "model.audio_checkpoint_sha256": file_sha256(cfg.model.audio_checkpoint),
+        "deepspeed.precision": precision_of(ds),
+        "deepspeed.zero_stage": int(ds.get("zero_optimization", {}).get("stage", 0)),
+        "init.weights_sha256": init_weights,
+    })
+    return dict(sorted(out.items()))
+
+
+def fingerprint(identity: dict) -> str:
+    """A short hex digest of an identity (64 bits of sha256 of its canonical JSON)."""
+    return hashlib.sha256(json.dumps(identity, sort_keys=True, separators=(",", ":")).encode()).hexdigest()[:16]
+
+
+def group_fingerprint(identity: dict) -> str:
+    """The fingerprint of what the folds of one table row share (identity without PER_FOLD)."""
+    return fingerprint({k: v for k, v in identity.items() if k not in PER_FOLD})
+
+
+_ABSENT = object()
+
+
+def _show(value) -> str:
+    return "(absent)" if value is _ABSENT else json.dumps(value)
+
+
+def differences(saved: dict, now: dict, where: str = "the checkpoint", now_label: str = "now",
+                skip=()) -> list[str]:
+    """``field: <saved> in <where>, <now> now`` for every field that differs (``skip`` aside)."""
+    lines = []
+    for key in sorted((set(saved) | set(now)) - set(skip)):
+        a, b = saved.get(key, _ABSENT), now.get(key, _ABSENT)
+        if a != b:
+            lines.append(f"{key}: {_show(a)} in {where}, {_show(b)} {now_label}")
+    return lines
+
+
+def check_same(saved: Optional[dict], now: dict, what: str, where: str, hint: str = "") -> None:
+    """Raise :class:`IdentityError` unless ``saved`` (the identity recorded by ``what``, e.g. a
+    checkpoint path) equals ``now``; ``where`` words it in the message ("the checkpoint")."""
+    if saved is None:
+        raise IdentityError(f"{what} records no run identity (made before run identities, or not by "
+                            f"this project's trainer): it cannot be checked against this config. {hint}".strip())
+    if not isinstance(saved, dict):
+        raise IdentityError(f"{what}: its run identity is not a mapping")
+    diff = differences(saved, now, where)
+    if diff:
+        count = "1 field differs" if len(diff) == 1 else f"{len(diff)} fields differ"
+        raise IdentityError(f"{what} was made by another config ({count}):\n  " + "\n  ".join(diff)
+                            + (f"\n{hint}" if hint else ""))

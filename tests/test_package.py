@@ -1,0 +1,226 @@
+"""The project as a newcomer gets it (issue 20): one CLI that answers --help without torch, the
+launch scripts as its commands, shipped configs by name, a wheel that runs from any folder, and
+install hints that work when followed literally."""
+import ast
+import json
+import os
+import re
+import subprocess
+import sys
+
+import pytest
+
+from tests.conftest import ROOT
+
+COMMANDS = ["train", "evaluate", "submit", "aggregate", "report", "predict", "prepare", "verify", "demo", "params",
+            "make-data", "inspect-clip"]
+HEAVY = ("torch", "deepspeed", "timm", "torchaudio", "decord", "matplotlib")
+
+HELP_WITHOUT_TORCH = """
+import contextlib, io, json, sys
+import mma_dfer.cli as cli
+for argv in [["--help"]] + [[c, "--help"] for c in sys.argv[1:]]:
+    with contextlib.redirect_stdout(io.StringIO()), contextlib.suppress(SystemExit):
+        cli.main(argv)
+print(json.dumps([m for m in %r if m in sys.modules]))
+""" % (HEAVY,)
+
+
+def test_the_cli_and_every_commands_help_import_no_torch():
+    proc = subprocess.run([sys.executable, "-c", HELP_WITHOUT_TORCH, *COMMANDS], cwd=ROOT, capture_output=True,
+                          text=True, timeout=120)
+    assert proc.returncode == 0, proc.stderr
+    assert json.loads(proc.stdout.strip().splitlines()[-1]) == []
+    # the whole program's help lists every command
+    out = subprocess.run([sys.executable, "-m", "mma_dfer", "--help"], cwd=ROOT, capture_output=True, text=True)
+    assert all(c in out.stdout for c in COMMANDS), out.stdout
+
+
+def options(parser) -> set:
+    return {o for a in parser._actions for o in a.option_strings} | {a.dest for a in parser._actions
+                                                                      if not a.option_strings}
+
+
+@pytest.mark.parametrize("name, module", [("train", "mma_dfer.training.cli"),
+                                          ("evaluate", "mma_dfer.inference.evaluate_checkpoint"),
+                                          ("submit", "mma_dfer.cluster.submit"),
+                                          ("aggregate", "mma_dfer.cluster.aggregate"), ("report", "mma_dfer.report")])
+def test_each_launch_script_is_a_command_with_its_flags(name, module):
+    import importlib
+
+    import mma_dfer.cli as cli
+
+    script = (ROOT / f"launch/{name}.py").read_text()
+    assert f"from {module} import main" in script  # the script is a thin wrapper of the module
+    sub = next(a for a in cli.parser()._actions if a.dest == "command").choices[name]
+    standalone = importlib.import_module(module)
+    p = standalone.parser() if hasattr(standalone, "parser") else None
+    if p is None:  # aggregate and report build theirs in main(): the same add_arguments
+        import argparse
+
+        p = argparse.ArgumentParser()
+        standalone.add_arguments(p)
+    assert options(sub) == options(p)
+
+
+def test_errors_go_to_stderr(tmp_path):
+    bad = tmp_path / "bad.mp4"
+    bad.write_bytes(b"not a video")
+    for argv in (["inspect-clip", str(bad)], ["prepare", "--dataset", "dfew", "--raw", str(tmp_path / "none"),
+                                              "--out", str(tmp_path / "out")],
+                 ["params", "--config", "no_such_config"], ["aggregate", str(tmp_path / "none")]):
+        proc = subprocess.run([sys.executable, "-m", "mma_dfer", *argv], cwd=ROOT, capture_output=True, text=True,
+                              timeout=300)
+        last = proc.stderr.strip().splitlines()[-1]  # (a decoder may print its own lines before ours)
+        assert proc.returncode == 2 and last.startswith("error: ") and "error" not in proc.stdout, argv
+
+
+def test_shipped_configs_resolve_by_name_and_by_path(tmp_path):
+    from mma_dfer.config import ConfigError, load_config
+    from mma_dfer.resources import ResourceError, config_path, ds_config_path, sweep_path
+
+    assert load_config("dfew_160") == load_config(ROOT / "configs/dfew_160.yaml") == load_config("dfew_160.yaml")
+    assert ds_config_path("zero0_bf16") == ds_config_path("zero0_bf16.json") == \
+        (ROOT / "ds_configs/zero0_bf16.json").resolve()
+    assert sweep_path("table4").read_text() == (ROOT / "configs/sweeps/table4.yaml").read_text()
+    assert config_path(ROOT / "configs/demo.yaml") == ROOT / "configs/demo.yaml"  # a path stays a path
+    with pytest.raises(ConfigError, match=r"config 'dfew_16': no such file, nor a shipped config \(shipped: demo, "):
+        load_config("dfew_16")
+    with pytest.raises(ResourceError, match="no such file"):  # a missing path is never swapped for a shipped file
+        config_path(tmp_path / "dfew_160.yaml")
+    # the six paper configs are one base and what differs
+    for d in ("dfew", "mafw"):
+        for r in (112, 160, 224):
+            cfg = load_config(f"{d}_{r}")
+            assert (cfg.data.dataset, cfg.data.resolution, cfg.train.validate_every, cfg.data.num_workers) == (d, r, 1, 8)
+            assert cfg.model.video_checkpoint == "checkpoints/mae_face_pretrain_vit_base.pth"
+
+
+def test_the_default_deepspeed_json_follows_the_device():
+    from mma_dfer.resources import ds_config_path
+    from mma_dfer.training.ds_config import default_ds_config
+
+    assert (default_ds_config(True), default_ds_config(False)) == ("zero0_bf16", "cpu_fp32")
+    assert ds_config_path(default_ds_config(True)).is_file() and ds_config_path(default_ds_config(False)).is_file()
+
+
+def install_requires() -> list[str]:
+    tree = ast.parse((ROOT / "setup.py").read_text())
+    call = next(n for n in ast.walk(tree) if isinstance(n, ast.Call) and getattr(n.func, "id", "") == "setup")
+    return ast.literal_eval(next(k.value for k in call.keywords if k.arg == "install_requires"))
+
+
+def closure(requirements: list[str]) -> set[str]:
+    """The distributions an install of ``requirements`` brings (markers evaluated, extras not)."""
+    import importlib.metadata as md
+
+    from packaging.requirements import Requirement
+
+    seen, todo = set(), [Requirement(r) for r in requirements]
+    while todo:
+        req = todo.pop()
+        name = req.name.lower().replace("_", "-")
+        if name in seen or (req.marker and not req.marker.evaluate({"extra": ""})):
+            continue
+        seen.add(name)
+        todo += [Requirement(r) for r in md.requires(name) or []]
+    return seen
+
+
+def test_install_hints_work_in_a_venv_of_set_up_command_1():
+    """Each hint the code prints: every package it installs with --no-deps must find what its
+    metadata requires in what set-up command 1 installed (mma-dfer's install_requires and their
+    dependencies) or in the hint itself. (Versions aside: the --no-deps is there because
+    facenet-pytorch pins an older torch.) The hint that installed requests without urllib3 fails
+    this."""
+    import importlib.metadata as md
+
+    from packaging.requirements import Requirement
+
+    from mma_dfer.data.prepare_args import MTCNN_HINT
+
+    base = closure(install_requires())
+    hints = [MTCNN_HINT] + re.findall(r"(pip install [^`\n\"']+)", (ROOT / "README.md").read_text()
+                                      + "".join(p.read_text() for p in (ROOT / "docs").glob("*.md")))
+    parts = (part.split("#")[0].strip() for h in hints for part in re.split(r"&&|;|\|", h))
+    commands = {part for part in parts if part.startswith("pip install")}
+    checked = 0
+    for hint in {h for h in commands if "--no-deps" in h}:
+        packages = [w for w in hint.split()[2:] if not w.startswith("-") and not w.startswith(".")]
+        names = {Requirement(p).name.lower() for p in packages}
+        for package in packages:
+            for req in map(Requirement, md.requires(Requirement(package).name) or []):
+                if req.marker and not req.marker.evaluate({"extra": ""}):
+                    continue
+                assert req.name.lower().replace("_", "-") in base | names, (hint, req)
+            checked += 1
+    assert checked >= 1
+
+
+@pytest.mark.slow
+def test_a_built_wheel_runs_the_demo_and_training_from_any_folder(tmp_path):
+    import shutil
+
+    dist, site, elsewhere, source = (tmp_path / d for d in ("dist", "site", "elsewhere", "source"))
+    elsewhere.mkdir()
+    tracked = subprocess.run(["git", "ls-files"], cwd=ROOT, capture_output=True, text=True).stdout.split()
+    for name in tracked:  # a copy of the checkout: the build's folders stay out of the repository
+        (source / name).parent.mkdir(parents=True, exist_ok=True)
+        if (ROOT / name).is_symlink():
+            (source / name).symlink_to(os.readlink(ROOT / name))
+        elif (ROOT / name).is_file():
+            shutil.copy2(ROOT / name, source / name)
+    build = subprocess.run([sys.executable, "-m", "pip", "wheel", "--no-deps", "--no-build-isolation", "-w", str(dist),
+                            str(source)], capture_output=True, text=True, timeout=600, cwd=tmp_path)
+    assert build.returncode == 0, build.stdout[-2000:] + build.stderr[-2000:]
+    wheel = next(dist.glob("mma_dfer-*.whl"))
+    install = subprocess.run([sys.executable, "-m", "pip", "install", "--no-deps", "--no-index", "--target", str(site),
+                              str(wheel)], capture_output=True, text=True, timeout=300)
+    assert install.returncode == 0, install.stderr[-2000:]
+    env = {**os.environ, "PYTHONPATH": str(site), "DS_ACCELERATOR": "cpu"}
+
+    def run(*argv):
+        return subprocess.run([sys.executable, *argv], cwd=elsewhere, env=env, capture_output=True, text=True,
+                              timeout=900)
+    where = run("-c", "import mma_dfer, mma_dfer.resources as r; print(mma_dfer.__file__); print(r.CONFIGS)")
+    assert where.stdout.splitlines()[0].startswith(str(site)) and str(ROOT) not in where.stdout, where.stdout
+    short = ["--set", "train.epochs=1", "--set", "train.max_steps_per_epoch=2", "--set", "eval.clips=[1]"]
+    demo = run("-m", "mma_dfer", "demo", "--data", "demo-data", "--output", "demo-run", *short)
+    assert demo.returncode == 0 and "demo: UAR" in demo.stdout, demo.stdout[-2000:] + demo.stderr[-3000:]
+    # DeepSpeed's launcher on the installed package (no launch/ folder there)
+    launched = run("-m", "deepspeed.launcher.runner", "--num_gpus", "1", "--module", "mma_dfer.training.cli",
+                   "--config", "demo", "--deepspeed_config", "cpu_fp32", "--set", "data.root=demo-data",
+                   "--set", "output_dir=launched", *short)
+    assert launched.returncode == 0, launched.stdout[-2000:] + launched.stderr[-3000:]
+    assert json.loads((elsewhere / "launched/result.json").read_text())["num_test_clips"] == 14
+
+
+def package_imports() -> dict:
+    """{package: packages it imports} inside mma_dfer (top-level modules count as packages)."""
+    pkg = ROOT / "mma_dfer"
+    graph: dict = {}
+    for path in pkg.rglob("*.py"):
+        parts = path.relative_to(pkg).with_suffix("").parts
+        source = parts[0]
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.ImportFrom) and node.module and node.module.startswith("mma_dfer"):
+                names = [f"mma_dfer.{a.name}" for a in node.names] if node.module == "mma_dfer" else [node.module]
+                for name in names:
+                    target = name.split(".")[1]
+                    if target != source and source not in ("__main__",):
+                        graph.setdefault(source, set()).add(target)
+    return graph
+
+
+def test_architecture_lists_the_package_graph_and_it_has_no_cycle():
+    text = (ROOT / "ARCHITECTURE.md").read_text()
+    block = re.search(r"```uses\n(.*?)```", text, re.S).group(1)
+    documented = {k.strip(): {v.strip() for v in vs.split(",")} for k, vs in
+                  (line.split("->") for line in block.strip().splitlines())}
+    graph = package_imports()
+    assert graph == documented
+    assert "training" not in graph["inference"]
+
+    def reaches(a, b, seen=frozenset()):
+        return any(n == b or (n not in seen and reaches(n, b, seen | {n})) for n in graph.get(a, ()))
+    assert not [(a, b) for a in graph for b in graph[a] if reaches(b, a)]
