@@ -1,10 +1,20 @@
-"""Small helpers shared across the package: atomic writes, integer lists, seeding, threads."""
+"""Small helpers shared across the package: atomic writes, file hashes, integer lists, seeding, threads."""
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import tempfile
 from pathlib import Path
+
+
+def sha256_file(path: str | os.PathLike) -> str:
+    """The hex sha256 of a file's bytes, read in 16 MiB blocks."""
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 24), b""):
+            h.update(block)
+    return h.hexdigest()
 
 
 def parse_int_list(text: str) -> list[int]:

@@ -32,10 +32,9 @@ from typing import Optional
 
 import numpy as np
 
-from mma_dfer.data.packed import (FBANK_DTYPE, INDEX_NAME, PACK_FORMAT, TABLE_DTYPE, StoreError, read_index,
-                                  sha256_file)
+from mma_dfer.data.packed import FBANK_DTYPE, INDEX_NAME, PACK_FORMAT, TABLE_DTYPE, StoreError, read_index
 from mma_dfer.data.video import ClipError
-from mma_dfer.utils import atomic_write_bytes, atomic_write_json
+from mma_dfer.utils import atomic_write_bytes, atomic_write_json, sha256_file
 
 SHARD_BYTES = 1 << 30  # ~1 GB: few files for a parallel file system, little work lost to a kill
 

@@ -28,7 +28,6 @@ same pixels as PIL's decoder of the JPEG-frames path: tested) in the loader work
 """
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 import zlib
@@ -39,6 +38,7 @@ import numpy as np
 import torch
 
 from mma_dfer.data.video import ClipError
+from mma_dfer.utils import sha256_file
 
 PACK_FORMAT = 1
 STORE_DIR = "packed"
@@ -56,14 +56,6 @@ class StoreError(ClipError):
 
 def store_dir(root: str | Path) -> Path:
     return Path(root) / STORE_DIR
-
-
-def sha256_file(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()
 
 
 def read_index(directory: Path) -> dict:

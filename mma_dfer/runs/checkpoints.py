@@ -17,6 +17,8 @@ from typing import Optional
 
 import torch
 
+from mma_dfer.utils import sha256_file
+
 log = logging.getLogger(__name__)
 
 MARKER = "complete.json"
@@ -24,17 +26,9 @@ MODEL_STATES = "mp_rank_00_model_states.pt"  # DeepSpeed's file with the module 
 ZERO3_MODULE = "trainable_module.pt"  # ours, for ZeRO-3: the gathered trainable weights
 
 
-def _sha256(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 24), b""):
-            h.update(block)
-    return h.hexdigest()
-
-
 def file_table(tag_dir: Path) -> dict:
     """{file name: {size, sha256}} of every file of a tag folder but its marker."""
-    return {p.name: {"size": p.stat().st_size, "sha256": _sha256(p)}
+    return {p.name: {"size": p.stat().st_size, "sha256": sha256_file(p)}
             for p in sorted(Path(tag_dir).iterdir()) if p.is_file() and p.name != MARKER}
 
 
@@ -88,7 +82,7 @@ def verify(tag_dir: Path) -> dict:
         path = tag_dir / name
         if not path.is_file():
             raise CheckpointError(f"{path}: missing from a complete checkpoint")
-        if path.stat().st_size != f.get("size") or _sha256(path) != f.get("sha256"):
+        if path.stat().st_size != f.get("size") or sha256_file(path) != f.get("sha256"):
             raise CheckpointError(f"{path}: changed since the checkpoint was written (size or sha256 differs "
                                   f"from {MARKER}): truncated or corrupt")
     return data

@@ -18,6 +18,8 @@ import os
 from pathlib import Path
 from typing import Optional
 
+from mma_dfer.utils import sha256_file
+
 VERSION = 1  # bump when the definition changes: older identities then never match
 
 # Config fields left out of the identity, with the reason (docs/training.md, "What a run folder holds").
@@ -95,11 +97,7 @@ def file_sha256(path: Optional[str]) -> Optional[str]:
     st = os.stat(path)
     key = (str(Path(path).resolve()), st.st_size, st.st_mtime_ns)
     if key not in _FILE_HASHES:
-        h = hashlib.sha256()
-        with open(path, "rb") as f:
-            for block in iter(lambda: f.read(1 << 24), b""):
-                h.update(block)
-        _FILE_HASHES[key] = h.hexdigest()
+        _FILE_HASHES[key] = sha256_file(path)
     return _FILE_HASHES[key]
 
 
