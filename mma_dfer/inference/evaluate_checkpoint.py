@@ -118,12 +118,8 @@ def evaluation_identity(loaded: Loaded, cfg, precision: str, clips: list[int], t
 
     cfg = copy.deepcopy(cfg)
     cfg.eval.clips = tuple(clips)
-    ds = {"zero_optimization": {"stage": 0}}
-    if precision.startswith("autocast-"):
-        ds["torch_autocast"] = {"enabled": True, "dtype": precision.removeprefix("autocast-")}
-    elif precision != "float32":
-        ds[{"bfloat16": "bf16", "float16": "fp16"}[precision]] = {"enabled": True}
-    now = run_identity(cfg, ds, [], test)  # the training list is the checkpoint's
+    # no DeepSpeed JSON: the precision is the evaluation's own, the training list the checkpoint's
+    now = {**run_identity(cfg, {}, [], test), "deepspeed.precision": precision}
     if loaded.identity is None:
         identity = {**now, "checkpoint.sha256": file_sha256(str(checkpoint)) if loaded.kind == "authors" else None}
         return identity, fingerprint(identity)
