@@ -30,6 +30,12 @@ NOT_IDENTITY = {
     "data.annotations": "the list format; what it lists is data.split_train/data.split_test",
     "data.train_list": "a path; what it lists is data.split_train",
     "data.test_list": "a path; what it lists is data.split_test",
+    "data.manifest": "a path; what it lists is data.split_train/data.split_test",
+    "data.class_names": "the classes' names; how many is model.num_classes, which clip has which label "
+                        "data.split_train/data.split_test",
+    "data.num_folds": "how many generated folds; which clips a fold holds is data.split_train/data.split_test",
+    "data.fold_seed": "the generated folds' seed; which clips a fold holds is data.split_train/data.split_test",
+    "data.vocal_channel": "which RAVDESS clips; which the fold holds is data.split_train/data.split_test",
     "data.num_workers": "loader processes",
     "data.cache_dir": "where the cache is; whether frames come through it is data.cached",
     "model.video_checkpoint": "a path; the file's content is model.video_checkpoint_sha256",
