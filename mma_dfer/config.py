@@ -221,6 +221,8 @@ class DataConfig:
         if self.annotations != "official" and info.splits != "official":
             raise ConfigError(f"data.annotations={self.annotations!r} (a public code's list format) is for DFEW "
                               f"and MAFW; {info.title}'s folds are {info.splits}")
+        if self.dataset == "manifest" and self.class_names is not None and not Path(self.manifest).is_file():
+            return  # a run's config read where its manifest is not (predict): the folds are checked when read
         try:
             k = datasets.num_folds(self)
         except datasets.DatasetError as e:
@@ -303,9 +305,12 @@ class Config:
         for section in (self.model, self.data, self.train, self.eval):
             section.validate()
         try:
-            n = len(datasets.class_names(self.data))
+            names = datasets.class_names(self.data)
         except datasets.DatasetError as e:
             raise ConfigError(str(e)) from None
+        if self.data.dataset == "manifest":
+            self.data.class_names = tuple(names)  # recorded in the run's config.yaml for predict and evaluate
+        n = len(names)
         if self.model.num_classes is None:
             self.model.num_classes = n
         elif self.model.num_classes != n:

@@ -105,6 +105,13 @@ def num_folds(data) -> int:
     return data.num_folds or info.folds
 
 
+def paper_dataset(num_classes: int) -> Optional[str]:
+    """The paper's dataset (one with Table 1 numbers) with this many classes, or None: what an
+    authors' released checkpoint, which names no dataset, was trained on."""
+    found = [n for n, d in REGISTRY.items() if d.paper and len(d.classes) == num_classes]
+    return found[0] if len(found) == 1 else None
+
+
 def paper(dataset: str, resolution) -> Optional[tuple]:
     """The paper's (UAR, WAR, UAR*, WAR*) for this dataset and resolution, or None."""
     info = REGISTRY.get(dataset)
