@@ -23,6 +23,7 @@ from typing import Optional
 
 import yaml
 
+from mma_dfer.datasets import NAMES
 from mma_dfer.utils import atomic_write_text, parse_int_list
 
 DEFINITION = "sweep.yaml"  # the copy of the definition in <runs_root>/<sweep>/
@@ -168,8 +169,8 @@ def parse_sweep(data, path: str, default_name: str) -> Sweep:
         raise SweepError(f"{path}: layout={layout!r} is not one of {list(LAYOUTS)}")
     datasets = data.get("datasets", ["dfew"])
     datasets = [datasets] if isinstance(datasets, str) else datasets
-    if not isinstance(datasets, list) or not datasets or any(d not in ("dfew", "mafw") for d in datasets):
-        raise SweepError(f"{path}: datasets={datasets!r} must be a list of dfew/mafw")
+    if not isinstance(datasets, list) or not datasets or any(d not in NAMES for d in datasets):
+        raise SweepError(f"{path}: datasets={datasets!r} must be a list of {'/'.join(NAMES)}")
     columns = [str(c) for c in (data.get("columns") or [])]
     variants = data.get("variants")
     if not isinstance(variants, dict) or not variants:
