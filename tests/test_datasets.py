@@ -38,3 +38,144 @@ def test_dfew_and_mafw_runs_keep_their_identity_and_fingerprint_of_9b81fcc(confi
     assert fp == expected, identity
     assert not any(k.startswith(("data.manifest", "data.class_names", "data.num_folds", "data.fold_seed",
                                  "data.vocal_channel")) for k in identity)
+
+
+# -- the registry is the one home of the dataset facts ------------------------------------------------
+
+def test_the_registry_answers_for_every_dataset_and_the_readme_table_is_its_paper_numbers():
+    from mma_dfer import datasets
+    from mma_dfer.labels import CLASS_NAMES
+
+    assert datasets.NAMES == ("dfew", "mafw", "cremad", "ravdess", "manifest")
+    assert [len(datasets.get(n).classes) for n in ("dfew", "mafw", "cremad", "ravdess")] == [7, 11, 6, 8]
+    assert CLASS_NAMES["dfew"] == list(datasets.get("dfew").classes)  # a view, not a copy
+    assert {n for n, d in datasets.REGISTRY.items() if d.paper} == {"dfew", "mafw"}
+    readme = (ROOT / "README.md").read_text()
+    for res in ("112", "160", "224"):
+        line = next(x for x in readme.splitlines() if x.startswith(f"| {res} |"))
+        cells = [c.strip() for c in line.strip("|").split("|")][1:]
+        numbers = [tuple(float(v) for v in c.split(" / ")) for c in cells]
+        d, m = datasets.paper("dfew", res), datasets.paper("mafw", res)
+        assert numbers == [d[:2], d[2:], m[:2], m[2:]]
+    with pytest.raises(ConfigError, match=r"data.fold=6 is not a fold of CREMA-D's 5-fold protocol \(1-5\)"):
+        load_config(None, ["data.dataset=cremad", "data.fold=6"])
+    assert load_config(None, ["data.dataset=cremad", "data.num_folds=8", "data.fold=8"]).model.num_classes == 6
+    with pytest.raises(ConfigError, match="data.num_folds: DFEW's folds are its official 5"):
+        load_config(None, ["data.num_folds=3"])
+    with pytest.raises(ConfigError, match="data.vocal_channel='song' is RAVDESS's"):
+        load_config(None, ["data.dataset=cremad", "data.vocal_channel=song"])
+    with pytest.raises(ConfigError, match="data.manifest"):
+        load_config(None, ["data.dataset=manifest"])
+
+
+# -- CREMA-D and RAVDESS file names -------------------------------------------------------------------
+
+def touch(root, *names):
+    for n in names:
+        (root / n).parent.mkdir(parents=True, exist_ok=True)
+        (root / n).touch()
+
+
+def cfg_of(root, dataset, *sets):
+    return load_config(None, [f"data.dataset={dataset}", f"data.root={root}", "data.source=video", *sets]).data
+
+
+def test_cremad_clips_are_read_off_their_published_names(tmp_path):
+    from mma_dfer.datasets.layouts import parse_cremad
+
+    names = [f"{a}_{s}_{e}_{lvl}.flv" for a, s, e, lvl in
+             [(1001, "DFA", "ANG", "XX"), (1001, "IEO", "HAP", "HI"), (1091, "IEO", "SAD", "LO"), (1045, "TIE", "NEU", "XX"),
+              (1002, "ITS", "DIS", "XX"), (1003, "WSI", "FEA", "XX")]]
+    assert parse_cremad(tmp_path / "VideoFlash" / names[0]) == ("1001_DFA_ANG_XX", 0, "1001")
+    assert parse_cremad(tmp_path / names[2])[1:] == (5, "1091")  # SAD: the last of ANG DIS FEA HAP NEU SAD
+    for bad, field in (("1001_DFA_ANG.flv", "fields"), ("0999_DFA_ANG_XX.flv", "actor='0999'"),
+                       ("1092_DFA_ANG_XX.flv", "actor='1092'"), ("1001_DFA_ANG_ZZ.flv", "level='ZZ'"),
+                       ("1001_dfa_ANG_XX.flv", "sentence='dfa'")):
+        with pytest.raises(ValueError, match=field):
+            parse_cremad(tmp_path / bad)
+    touch(tmp_path, *[f"VideoFlash/{n}" for n in names], "VideoFlash/1001_DFA_ANG.flv")
+    with pytest.raises(AnnotationError, match=r"1001_DFA_ANG.flv: not a CREMA-D name .*data.on_error=skip skips it"):
+        read_split(cfg_of(tmp_path, "cremad"), "train")
+    skip = cfg_of(tmp_path, "cremad", "data.on_error=skip", "data.num_folds=2")
+    clips = read_split(skip, "train") + read_split(skip, "test")
+    assert sorted(s.clip_id for s in clips) == sorted(n[:-4] for n in names)
+    s = next(s for s in clips if s.clip_id == "1045_TIE_NEU_XX")
+    assert (s.label, s.video, s.wav) == (4, tmp_path / "VideoFlash/1045_TIE_NEU_XX.flv",
+                                         tmp_path / "AudioWAV/1045_TIE_NEU_XX.wav")
+    # an emotion outside CREMA-D's six is an error even when bad names are skipped
+    touch(tmp_path, "VideoFlash/1004_DFA_CAL_XX.flv")
+    with pytest.raises(AnnotationError, match=r"1004_DFA_CAL_XX.flv: field emotion='CAL' is not one of CREMA-D's"):
+        read_split(cfg_of(tmp_path, "cremad", "data.on_error=skip", "data.num_folds=3"), "train")
+
+
+def test_ravdess_takes_the_audio_video_files_of_the_chosen_vocal_channel(tmp_path):
+    from mma_dfer.datasets.layouts import parse_ravdess
+
+    f = parse_ravdess(tmp_path / "Actor_12/01-01-06-01-02-01-12.mp4")
+    assert (f["modality"], f["vocal channel"], f["emotion"], f["actor"]) == ("01", "01", "06", "12")
+    names = []
+    for actor in (1, 2, 3, 4):
+        for emo in (1, 3, 8):
+            names += [f"Actor_{actor:02d}/01-01-{emo:02d}-01-01-01-{actor:02d}.mp4",  # speech, audio-video
+                      f"Actor_{actor:02d}/02-01-{emo:02d}-01-01-01-{actor:02d}.mp4",  # video-only: not a clip
+                      f"Actor_{actor:02d}/01-02-{emo:02d}-02-02-02-{actor:02d}.mp4"]  # song
+    touch(tmp_path, *names)
+
+    def clips(*sets):
+        cfg = cfg_of(tmp_path, "ravdess", "data.num_folds=2", *sets)
+        return read_split(cfg, "train") + read_split(cfg, "test")
+    speech = clips()
+    assert len(speech) == 12 and all(s.clip_id.startswith("01-01-") for s in speech)
+    s = next(s for s in speech if s.clip_id == "01-01-08-01-01-01-03")
+    assert (s.label, s.video) == (7, tmp_path / "Actor_03/01-01-08-01-01-01-03.mp4")  # 08 surprised
+    assert {c.clip_id[:5] for c in clips("data.vocal_channel=song")} == {"01-02"}
+    assert len(clips("data.vocal_channel=both")) == 24
+    for bad, field in (("Actor_01/01-01-09-01-01-01-01.mp4", "emotion='09'"),
+                       ("Actor_01/01-01-03-01-01-01-02.mp4", "actor='02' but the file is in Actor_01"),
+                       ("Actor_01/01-01-03-03-01-01-01.mp4", "intensity='03'"),
+                       ("Actor_01/01-01-03-01-01.mp4", "fields")):
+        with pytest.raises(ValueError, match=field):
+            parse_ravdess(tmp_path / bad)
+
+
+# -- generated folds ----------------------------------------------------------------------------------
+
+def test_generated_folds_are_speaker_independent_stratified_deterministic_and_written_once(tmp_path):
+    import random
+
+    from mma_dfer.datasets.layouts import CREMAD_EMOTIONS
+
+    rng = random.Random(7)  # a CREMA-D-sized layout: 91 actors, uneven clips per actor and class
+    names = [f"VideoFlash/{a}_{s}_{e}_XX.flv" for a in range(1001, 1092) for e in CREMAD_EMOTIONS
+             for s in rng.sample(["IEO", "TIE", "IOM", "IWW", "TAI", "MTI", "IWL", "ITH", "DFA"], rng.randint(1, 9))]
+    touch(tmp_path, *names)
+    per_fold = {}
+    for fold in range(1, 6):
+        cfg = cfg_of(tmp_path, "cremad", f"data.fold={fold}")
+        train, test = read_split(cfg, "train"), read_split(cfg, "test")
+        actors = lambda ss: {s.clip_id[:4] for s in ss}  # noqa: E731
+        assert not actors(train) & actors(test)  # no speaker on both sides
+        assert len(train) + len(test) == len(names)
+        per_fold[fold] = test
+    tested = [s.clip_id for t in per_fold.values() for s in t]
+    assert sorted(tested) == sorted(n[11:-4] for n in names)  # every clip in exactly one test part
+    for label in range(6):  # stratified: each test part holds about 1/5 of every class
+        total = sum(1 for n in names if n.split("_")[2] == CREMAD_EMOTIONS[label])
+        for test in per_fold.values():
+            assert abs(sum(s.label == label for s in test) - total / 5) <= 0.05 * total, label
+    folder = tmp_path / "splits/cremad-k5-seed0"
+    written = {p: p.read_bytes() for p in sorted(folder.rglob("*.csv"))}
+    assert len(written) == 10
+    # deterministic: the same seed deals the same folds elsewhere, another seed others
+    other = tmp_path / "copy"
+    touch(other, *names)
+    read_split(cfg_of(other, "cremad"), "test")
+    assert {p.relative_to(folder): b for p, b in written.items()} == {
+        p.relative_to(other / "splits/cremad-k5-seed0"): p.read_bytes()
+        for p in (other / "splits/cremad-k5-seed0").rglob("*.csv")}
+    read_split(cfg_of(other, "cremad", "data.fold_seed=1"), "test")
+    assert (other / "splits/cremad-k5-seed1/set_1/test.csv").read_bytes() != written[folder / "set_1/test.csv"]
+    # written once: a clip added later does not move the folds; the run identity hashes the lists
+    touch(tmp_path, "VideoFlash/1001_WSI_ANG_XX.flv")
+    assert [s.clip_id for s in read_split(cfg_of(tmp_path, "cremad"), "test")] == [s.clip_id for s in per_fold[1]]
+    assert {p: p.read_bytes() for p in sorted(folder.rglob("*.csv"))} == written
