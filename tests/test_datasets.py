@@ -179,3 +179,105 @@ def test_generated_folds_are_speaker_independent_stratified_deterministic_and_wr
     touch(tmp_path, "VideoFlash/1001_WSI_ANG_XX.flv")
     assert [s.clip_id for s in read_split(cfg_of(tmp_path, "cremad"), "test")] == [s.clip_id for s in per_fold[1]]
     assert {p: p.read_bytes() for p in sorted(folder.rglob("*.csv"))} == written
+
+
+# -- a dataset of one's own, from a manifest ----------------------------------------------------------
+
+# not emotions of either benchmark; "&" and "<" must reach the report escaped
+WEATHER = ["sunny", "rain & wind", "fog <dense>", "snow"]
+
+
+def write_manifest(path, root, extra_columns=""):
+    """A manifest over the first four DFEW classes of a generated dataset, labelled with WEATHER;
+    clip k of a class is speaker spk<k> (five speakers)."""
+    from mma_dfer.data.annotations import read_split
+    from tests.conftest import data_cfg
+
+    samples = read_split(data_cfg(root, "dfew", "data.fold=1"), "train") + read_split(data_cfg(root, "dfew"), "test")
+    rows, seen = [], {}
+    for s in sorted(samples, key=lambda s: s.clip_id):
+        if s.label < len(WEATHER):
+            k = seen[s.label] = seen.get(s.label, -1) + 1
+            rows.append((str(s.video), WEATHER[s.label], f"spk{k}"))
+    with open(path, "w", newline="") as f:
+        w = csv.writer(f)
+        w.writerow(["path", "label", "group"])
+        w.writerows(rows)
+    return rows
+
+
+def test_a_manifest_is_read_and_its_folds_generated(dfew_root, tmp_path):
+    manifest = tmp_path / "weather.csv"
+    rows = write_manifest(manifest, dfew_root)
+    cfg = load_config(None, ["data.dataset=manifest", f"data.manifest={manifest}", "data.source=video", "data.fold=2"])
+    assert cfg.model.num_classes == 4 and list(cfg.data.class_names) == sorted(WEATHER)  # from the file, sorted
+    train, test = read_split(cfg.data, "train"), read_split(cfg.data, "test")
+    assert len(train) + len(test) == len(rows) and len(test) == 4
+    by_video = {r[0]: r for r in rows}
+    assert len({by_video[str(s.video)][2] for s in test}) == 1  # one speaker: the test part of its fold
+    assert {sorted(WEATHER)[s.label] for s in test} == set(WEATHER)
+    assert (tmp_path / "splits").is_dir()  # generated next to the manifest
+    given = load_config(None, ["data.dataset=manifest", f"data.manifest={manifest}",
+                               "data.class_names=[snow, fog <dense>, sunny, rain & wind]"])
+    assert read_split(given.data, "test")[0].label == ["snow", "fog <dense>", "sunny", "rain & wind"].index(
+        by_video[str(read_split(given.data, "test")[0].video)][1])
+    # folds given in the file: fold column, K = its largest fold
+    with_folds = tmp_path / "folds.csv"
+    with_folds.write_text("path,label,fold\n" + "".join(f"{p},{lab},{1 + int(g[3:]) % 3}\n" for p, lab, g in rows))
+    c3 = load_config(None, ["data.dataset=manifest", f"data.manifest={with_folds}", "data.fold=3"])
+    assert len(read_split(c3.data, "test")) == sum(1 for *_, g in rows if int(g[3:]) % 3 == 2)
+    with pytest.raises(ConfigError, match=r"data.fold=4 is not a fold of manifest's 3-fold protocol \(1-3\)"):
+        load_config(None, ["data.dataset=manifest", f"data.manifest={with_folds}", "data.fold=4"])
+    # named errors: a label outside data.class_names, a missing column, a row without its label
+    with pytest.raises(AnnotationError, match=r"weather.csv:\d+: label 'snow' is not one of the classes"):
+        read_split(load_config(None, ["data.dataset=manifest", f"data.manifest={manifest}",
+                                      "data.class_names=[sunny, rain & wind, fog <dense>, hail]"]).data, "test")
+    bad = tmp_path / "bad.csv"
+    bad.write_text("file,label\nx.mp4,snow\n")
+    with pytest.raises(ConfigError, match=r"bad.csv: the header must name the columns \['path', 'label'\]"):
+        load_config(None, ["data.dataset=manifest", f"data.manifest={bad}"])
+    bad.write_text("path,label,group\nx.mp4,snow,a\ny.mp4,,a\n")
+    with pytest.raises(ConfigError, match=r"bad.csv:3: the field 'label' is empty"):
+        load_config(None, ["data.dataset=manifest", f"data.manifest={bad}"])
+
+
+@pytest.mark.slow
+def test_a_manifest_of_other_classes_trains_and_its_names_reach_every_output(dfew_root, tmp_path, capsys):
+    import subprocess
+    import sys
+
+    from mma_dfer.cli import main as cli_main
+    from tests.conftest import run_train
+
+    manifest = tmp_path / "weather.csv"
+    rows = write_manifest(manifest, dfew_root)
+    runs = tmp_path / "runs"
+    run = runs / "manifest/res32/fold1"
+    run_train("--config", str(ROOT / "configs/demo.yaml"), "--set", "data.dataset=manifest", "--set",
+              f"data.manifest={manifest}", "--set", "data.root=", "--set", "train.epochs=1", "--set",
+              "train.max_steps_per_epoch=2", "--set", "eval.clips=[1]", "--set", f"output_dir={run}")
+    result = json.loads((run / "result.json").read_text())
+    names = sorted(WEATHER)
+    assert result["class_names"] == names and result["folds"] == 5 and result["dataset"] == "manifest"
+    assert len(result["confusion_matrix"]) == 4 and result["num_test_clips"] == 4
+    assert "data.manifest_sha256" in result["run_identity"]
+    events = next((run / "tb").glob("events*")).read_bytes()
+    assert b"test/confusion" in events and all(n.encode() in events for n in names)  # the figure, the hparams
+    # predict and evaluate take the names from the run (its config.yaml records them)
+    rc = cli_main(["predict", rows[0][0], "--checkpoint", str(run), "--faces", "none", "--json",
+                   str(tmp_path / "p.json")])
+    assert rc == 0 and list(json.loads((tmp_path / "p.json").read_text())[0]["probabilities"]) == names
+    capsys.readouterr()
+    rc = cli_main(["evaluate", "--checkpoint", str(run), "--output", str(tmp_path / "eval")])
+    assert rc == 0 and json.loads((tmp_path / "eval/result.json").read_text())["class_names"] == names
+    # the aggregator: one fold of the manifest's five (exit 3: folds missing); the report labels the matrix
+    agg = subprocess.run([sys.executable, str(ROOT / "launch/aggregate.py"), str(runs), "--json",
+                          str(tmp_path / "agg.json")], capture_output=True, text=True, timeout=120)
+    assert agg.returncode == 3 and "### manifest" in agg.stdout and "missing folds [2, 3, 4, 5]" in agg.stdout
+    row = json.loads((tmp_path / "agg.json").read_text())["manifest"]["32"]
+    assert row["expected"] == [1, 2, 3, 4, 5] and row["paper"] is None
+    rep = subprocess.run([sys.executable, str(ROOT / "launch/report.py"), str(runs)], capture_output=True, text=True,
+                         timeout=300)
+    assert rep.returncode == 0, rep.stderr
+    html = (runs / "report.html").read_text()
+    assert "rain &amp; wind" in html and "fog &lt;dense&gt;" in html and "fog <dense>" not in html
