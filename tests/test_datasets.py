@@ -58,6 +58,10 @@ def test_the_registry_answers_for_every_dataset_and_the_readme_table_is_its_pape
         numbers = [tuple(float(v) for v in c.split(" / ")) for c in cells]
         d, m = datasets.paper("dfew", res), datasets.paper("mafw", res)
         assert numbers == [d[:2], d[2:], m[:2], m[2:]]
+    docs = (ROOT / "docs/data.md").read_text()  # its table of the datasets says what the registry says
+    for name in ("dfew", "mafw", "cremad", "ravdess"):
+        line = next(x for x in docs.splitlines() if x.startswith(f"| `{name}` |"))
+        assert line.split("|")[2].strip().startswith(", ".join(datasets.get(name).classes)), name
     with pytest.raises(ConfigError, match=r"data.fold=6 is not a fold of CREMA-D's 5-fold protocol \(1-5\)"):
         load_config(None, ["data.dataset=cremad", "data.fold=6"])
     assert load_config(None, ["data.dataset=cremad", "data.num_folds=8", "data.fold=8"]).model.num_classes == 6

@@ -122,8 +122,8 @@ def _write_frames(folder: Path, frames: np.ndarray, names) -> None:
         Image.fromarray(img).save(folder / name)
 
 
-def _fold_of(index_in_class: int) -> int:
-    return index_in_class % 5 + 1
+def _fold_of(index_in_class: int, folds: int) -> int:
+    return index_in_class % folds + 1
 
 
 def _write_clip(root: Path, dataset: str, size: int, frame_range: tuple[int, int], job: tuple) -> None:
@@ -219,7 +219,7 @@ def make_dataset(dataset: str, out: str | Path, clips_per_class: int = 10, seed:
         for k in range(clips_per_class):
             clip_id = len(jobs) + 1
             jobs.append((clip_id, label, int(rng.integers(2 ** 63))))
-            rows.append((clip_id, label, _fold_of(k)))
+            rows.append((clip_id, label, _fold_of(k, dataset_info(dataset).folds)))
     write = partial(_write_clip, root, dataset, size, (min_frames, max_frames))
     if workers > 1:
         import multiprocessing
@@ -229,7 +229,7 @@ def make_dataset(dataset: str, out: str | Path, clips_per_class: int = 10, seed:
     else:
         for job in jobs:
             write(job)
-    for fold in range(1, 6):
+    for fold in range(1, dataset_info(dataset).folds + 1):
         for split in ("train", "test"):
             chosen = [(c, lab) for c, lab, f in rows if (f == fold) == (split == "test")]
             if dataset == "dfew":
