@@ -332,3 +332,24 @@ def test_the_protocol_runs_on_a_generated_cremad_layout_through_slurm(slurm, tmp
     assert rep.returncode == 0, rep.stderr
     html = (runs / "report.html").read_text()
     assert "CREMA-D" in html and ">disgust<" in html
+
+
+def test_prepare_and_verify_read_a_cremad_layout_into_the_packed_store(tmp_path, capsys):
+    from mma_dfer.cli import main as cli_main
+    from mma_dfer.data.synthetic import make_dataset
+
+    raw, out = tmp_path / "CREMA-D", tmp_path / "prepared"
+    make_dataset("cremad", raw, clips_per_class=5, seed=2, size=32, min_frames=8, max_frames=12)
+    for bad, field in (("1001_DFA_ANG.flv", "not a CREMA-D name"), ("1001_DFA_CAL_XX.flv", "field emotion='CAL'")):
+        touch(raw, f"VideoFlash/{bad}")
+        assert cli_main(["prepare", "--dataset", "cremad", "--raw", str(raw), "--out", str(out)]) == 2
+        assert f"{bad}: {field}" in capsys.readouterr().err
+        (raw / "VideoFlash" / bad).unlink()
+    assert cli_main(["prepare", "--dataset", "cremad", "--raw", str(raw), "--out", str(out), "--pack"]) == 0
+    assert "30 clips: 30 done" in capsys.readouterr().out
+    assert (out / "AudioWAV").resolve() == (raw / "AudioWAV").resolve()  # CREMA-D's own 16 kHz wavs
+    for source in ("video", "packed"):
+        assert cli_main(["verify", "--config", "tiny", "--set", "data.dataset=cremad", "--set", f"data.root={out}",
+                         "--set", f"data.source={source}"]) == 0
+        text = capsys.readouterr().out
+        assert "no problems found" in text and "fold 5: train 24 test 6" in text

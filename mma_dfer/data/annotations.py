@@ -154,7 +154,10 @@ def generated_folds(cfg) -> Path:
     folder = root / "splits" / f"{cfg.dataset}{channel}-k{k}-seed{cfg.fold_seed}"
     if folder.is_dir():
         return folder
-    items, _ = layouts.scan(cfg.dataset, root, cfg.vocal_channel, skip)
+    try:
+        items, _ = layouts.scan(cfg.dataset, root, cfg.vocal_channel, skip)
+    except layouts.BadName as e:
+        raise AnnotationError(f"{e} (data.on_error=skip skips it)") from None
     return folds.ensure(folder, items, names, k, cfg.fold_seed)
 
 

@@ -267,20 +267,17 @@ def process_clip(job: ClipJob) -> ClipReport:
 
 # -- the whole dataset ---------------------------------------------------------------------
 
-def _all_samples(dataset: str, raw: Path, skip: bool = False) -> tuple[list, list[Path]]:
+def _all_samples(dataset: str, raw: Path) -> tuple[list, list[Path]]:
     """Every clip of the official fold files (train and test of every fold), and those files; for
-    a dataset with generated folds (CREMA-D, RAVDESS) every clip its layout holds (``skip``: clips
-    whose names do not parse are left out; every vocal channel of RAVDESS) and the folds already
-    generated under ``raw/splits``."""
+    a dataset with generated folds (CREMA-D, RAVDESS) every clip its layout holds (every vocal
+    channel of RAVDESS; a file name that does not parse is an error naming it) and the folds
+    already generated under ``raw/splits``."""
     from mma_dfer.config import DataConfig
 
     info = datasets.get(dataset)
     if info.splits == "generated":
         vocal = "both" if dataset == "ravdess" else "speech"
-        try:
-            items, _ = layouts.scan(dataset, raw, vocal, skip)
-        except datasets.DatasetError as e:
-            raise FileNotFoundError(str(e)) from None
+        items, _ = layouts.scan(dataset, raw, vocal)
         made = sorted(p for p in (raw / "splits").rglob("*.csv")) if (raw / "splits").is_dir() else []
         return [make_sample(dataset, raw, c, label) for c, label, _ in items], made
     seen, files = {}, []

@@ -28,6 +28,10 @@ RAVDESS_RANGES = {"modality": (1, 3), "vocal channel": (1, 2), "intensity": (1, 
                   "repetition": (1, 2), "actor": (1, 24)}
 
 
+class BadName(DatasetError):
+    """A file name that does not parse (skipped under ``data.on_error: skip``)."""
+
+
 class LabelError(DatasetError):
     """A clip's label is outside the dataset's classes (never skipped)."""
 
@@ -36,16 +40,16 @@ def parse_cremad(path: Path) -> tuple[str, int, str]:
     """(clip id, label, actor) of a CREMA-D clip's path."""
     parts = path.stem.split("_")
     if len(parts) != 4:
-        raise DatasetError(f"{path}: not a CREMA-D name <actor>_<sentence>_<emotion>_<level> "
+        raise BadName(f"{path}: not a CREMA-D name <actor>_<sentence>_<emotion>_<level> "
                            f"({len(parts)} fields)")
     actor, sentence, emotion, level = parts
     lo, hi = CREMAD_ACTORS
     if not actor.isdigit() or not lo <= int(actor) <= hi:
-        raise DatasetError(f"{path}: field actor={actor!r} is not an actor {lo}-{hi}")
+        raise BadName(f"{path}: field actor={actor!r} is not an actor {lo}-{hi}")
     if not (len(sentence) == 3 and sentence.isalpha() and sentence.isupper()):
-        raise DatasetError(f"{path}: field sentence={sentence!r} is not a sentence code (e.g. DFA)")
+        raise BadName(f"{path}: field sentence={sentence!r} is not a sentence code (e.g. DFA)")
     if level not in CREMAD_LEVELS:
-        raise DatasetError(f"{path}: field level={level!r} is not one of {list(CREMAD_LEVELS)}")
+        raise BadName(f"{path}: field level={level!r} is not one of {list(CREMAD_LEVELS)}")
     if emotion not in CREMAD_EMOTIONS:
         raise LabelError(f"{path}: field emotion={emotion!r} is not one of CREMA-D's {list(CREMAD_EMOTIONS)}")
     return path.stem, CREMAD_EMOTIONS.index(emotion), actor
@@ -56,19 +60,19 @@ def parse_ravdess(path: Path) -> dict:
     actor matches its ``Actor_NN`` folder."""
     parts = path.stem.split("-")
     if len(parts) != 7:
-        raise DatasetError(f"{path}: not a RAVDESS name MM-VC-EE-II-SS-RR-AA ({len(parts)} fields)")
+        raise BadName(f"{path}: not a RAVDESS name MM-VC-EE-II-SS-RR-AA ({len(parts)} fields)")
     fields = dict(zip(RAVDESS_FIELDS, parts))
     for name, value in fields.items():
         if not (len(value) == 2 and value.isdigit()):
-            raise DatasetError(f"{path}: field {name}={value!r} is not a two-digit code")
+            raise BadName(f"{path}: field {name}={value!r} is not a two-digit code")
         if name in RAVDESS_RANGES:
             lo, hi = RAVDESS_RANGES[name]
             if not lo <= int(value) <= hi:
-                raise DatasetError(f"{path}: field {name}={value!r} is not {lo:02d}-{hi:02d}")
+                raise BadName(f"{path}: field {name}={value!r} is not {lo:02d}-{hi:02d}")
     if not 1 <= int(fields["emotion"]) <= len(get("ravdess").classes):
         raise LabelError(f"{path}: field emotion={fields['emotion']!r} is not one of RAVDESS's emotions 01-08")
     if path.parent.name.startswith("Actor_") and path.parent.name != f"Actor_{fields['actor']}":
-        raise DatasetError(f"{path}: field actor={fields['actor']!r} but the file is in {path.parent.name}/")
+        raise BadName(f"{path}: field actor={fields['actor']!r} but the file is in {path.parent.name}/")
     return {**fields, "clip_id": path.stem}
 
 
@@ -92,11 +96,9 @@ def scan(dataset: str, root: Path, vocal_channel: str = "speech", skip: bool = F
             f = parse_ravdess(path)
             if f["modality"] == "01" and f["vocal channel"] in RAVDESS_CHANNELS[vocal_channel]:
                 items.append((f["clip_id"], int(f["emotion"]) - 1, f["actor"]))
-        except LabelError:
-            raise
-        except DatasetError as e:
+        except BadName as e:
             if not skip:
-                raise DatasetError(f"{e} (data.on_error=skip skips it)") from None
+                raise
             skipped.append((path, str(e)))
     if not items:
         raise DatasetError(f"no {get(dataset).title} clips found at {where}"
