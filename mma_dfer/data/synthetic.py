@@ -260,7 +260,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 def run(args) -> int:
     root = make_dataset(args.dataset, args.out, args.clips_per_class, args.seed, args.size, workers=args.workers)
-    print(f"wrote a generated {args.dataset.upper()} dataset; use data.root={root.resolve()}")
+    print(f"wrote a generated {dataset_info(args.dataset).title} dataset; use data.root={root.resolve()}")
     return 0
 
 
