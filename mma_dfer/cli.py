@@ -92,7 +92,7 @@ def _demo(sub) -> None:
 def _make_data(sub) -> None:
     from mma_dfer.data import synthetic
 
-    p = sub.add_parser("make-data", help="write a generated dataset in the real DFEW/MAFW layout")
+    p = sub.add_parser("make-data", help="write a generated dataset in a real layout (DFEW, MAFW, CREMA-D, RAVDESS)")
     synthetic.add_arguments(p)
     p.set_defaults(func=_lazy("mma_dfer.data.synthetic"))
 
