@@ -353,3 +353,18 @@ def test_prepare_and_verify_read_a_cremad_layout_into_the_packed_store(tmp_path,
                          "--set", f"data.source={source}"]) == 0
         text = capsys.readouterr().out
         assert "no problems found" in text and "fold 5: train 24 test 6" in text
+
+
+def test_submit_and_sweeps_take_any_registered_dataset_with_its_folds(tmp_path):
+    from mma_dfer.cluster.submit import protocol_folds
+    from mma_dfer.cluster.sweep import expand, load_sweep
+    from mma_dfer.resources import paper_config
+
+    assert (paper_config("dfew", 160), paper_config("cremad", 160)) == ("dfew_160", "paper")
+    assert protocol_folds("paper", ["data.dataset=cremad"]) == [1, 2, 3, 4, 5]
+    assert protocol_folds("paper", ["data.dataset=ravdess", "data.num_folds=3"]) == [1, 2, 3]
+    sweep_file = tmp_path / "s.yaml"
+    sweep_file.write_text("name: s\ndatasets: [cremad, dfew]\nfolds: [1, 2]\nresolutions: [112]\n"
+                          "variants:\n  full: {}\n")
+    runs = expand(load_sweep(sweep_file), tmp_path)
+    assert {(r.dataset, r.config) for r in runs} == {("cremad", "paper"), ("dfew", "dfew_112")}

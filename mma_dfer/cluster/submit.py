@@ -136,14 +136,6 @@ def make_executor(args, log_dir: Path):
     return ex
 
 
-def paper_config(dataset: str, res: int) -> str:
-    """The shipped paper config of a dataset and resolution (dfew_160), else the paper's protocol
-    (paper.yaml) that the run's overrides point at the dataset (CREMA-D, RAVDESS, a manifest)."""
-    from mma_dfer.resources import CONFIGS
-
-    return f"{dataset}_{res}" if (CONFIGS / f"{dataset}_{res}.yaml").is_file() else "paper"
-
-
 def protocol_folds(config: str, overrides: list[str]) -> list[int]:
     """The folds 1..K of the dataset the config and overrides describe (mma_dfer.datasets)."""
     from mma_dfer.config import load_config
@@ -154,6 +146,8 @@ def protocol_folds(config: str, overrides: list[str]) -> list[int]:
 
 def _grid(args, runs_root: Path) -> list[tuple[dict, TrainJob]]:
     """The fold x resolution grid of one dataset: (manifest fields, job) per run."""
+    from mma_dfer.resources import paper_config
+
     planned = []
     for res in parse_int_list(args.resolutions or "112,160,224"):
         config = args.config or paper_config(args.dataset, res)
