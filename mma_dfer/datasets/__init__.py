@@ -6,7 +6,8 @@ written once into its folder, or a ``manifest`` CSV), its number of folds, how i
 prepared by default, where its files are, and the paper's Table 1 numbers where the paper has
 them (DFEW and MAFW only). Config validation, labels, the readers, training, evaluation,
 ``predict``, ``prepare``, ``verify``, the aggregator, the report, ``slurm/all_folds.sh`` and
-submitit all read it; a dataset named nowhere else is added here.
+submitit all read it: a new dataset is one entry here (and, if it is read off a file layout,
+its file names' parser in :mod:`mma_dfer.datasets.layouts`).
 
 ``data.dataset: manifest`` is any dataset given as a CSV (:mod:`mma_dfer.datasets.manifest`):
 its class names and folds come from the config and the file, through :func:`class_names` and
@@ -16,8 +17,6 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from typing import Optional
-
-SPLIT_KINDS = ("official", "generated", "manifest")
 
 
 class DatasetError(ValueError):
@@ -29,9 +28,11 @@ class DatasetInfo:
     name: str
     title: str  # as the tables print it
     classes: tuple  # in the dataset's label order (empty: from the config or the manifest)
-    splits: str  # one of SPLIT_KINDS
+    splits: str  # "official" (fold files it ships), "generated" (written once into its folder) or "manifest"
     folds: int  # the protocol's folds (the default for generated and manifest folds)
-    faces: str  # prepare's default: "shipped" (aligned faces come with it), "mtcnn" or "none"
+    # how its faces are prepared: "shipped" (aligned face frames come with it: training reads them
+    # after a plain prepare), "mtcnn" (prepare --faces mtcnn, the paper's setting) or "none" (as given)
+    faces: str
     # folders under data.root: the clips, the face-frame folders, the extracted 16 kHz wavs
     layout: dict = field(default_factory=dict)
     # MMA-DFER paper, Table 1: resolution -> (UAR, WAR, UAR 2-clip, WAR 2-clip)
