@@ -40,6 +40,7 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
+from mma_dfer.datasets import REGISTRY  # noqa: E402  (after the path set-up)
 from mma_dfer.utils import atomic_write_text  # noqa: E402  (after the path set-up)
 
 # Frames a clip in the authors' fold lists (/work/shared/notes/dataset-sizes.md): bin edges and
@@ -133,7 +134,7 @@ def write_sample(work: Path, dataset: str, k: int, faces, seed: int) -> dict:
         write_mp4(mafw / "data/clips" / f"{cid}.mp4", frames, fps=FPS)
         (mafw / "data/wav").mkdir(parents=True, exist_ok=True)
         shutil.copy(dfew / "Clip/wav" / f"{cid}.wav", mafw / "data/wav" / f"{cid}.wav")
-    for fold in range(1, 6):  # every clip in every fold's train and test lists (only fold 1 is read)
+    for fold in range(1, REGISTRY["dfew"].folds + 1):  # every clip in every fold's lists (only fold 1 is read)
         for split in ("train", "test"):
             d = dfew / "EmoLabel_DataSplit" / f"{split}(single-labeled)"
             d.mkdir(parents=True, exist_ok=True)

@@ -13,7 +13,9 @@ from __future__ import annotations
 
 import argparse
 
-DATASETS = {"dfew": (9356, 2341), "mafw": (7333, 1838)}
+from mma_dfer.datasets import REGISTRY
+
+DATASETS = {name: d.published[1] for name, d in REGISTRY.items() if d.paper}  # the paper's: fold 1 (train, test)
 EPOCHS = 25
 
 

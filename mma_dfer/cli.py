@@ -92,7 +92,7 @@ def _demo(sub) -> None:
 def _make_data(sub) -> None:
     from mma_dfer.data import synthetic
 
-    p = sub.add_parser("make-data", help="write a generated dataset in the real DFEW/MAFW layout")
+    p = sub.add_parser("make-data", help="write a generated dataset in a real layout (DFEW, MAFW, CREMA-D, RAVDESS)")
     synthetic.add_arguments(p)
     p.set_defaults(func=_lazy("mma_dfer.data.synthetic"))
 
@@ -119,7 +119,7 @@ def _prepare(sub) -> None:
 def _verify(sub) -> None:
     p = sub.add_parser("verify", help="check a prepared dataset: every clip decodes, counts per fold")
     p.add_argument("--config", help="experiment YAML (data.dataset, data.root, data.source, ...)")
-    p.add_argument("--fold", default="all", help="1-5 or all (default)")
+    p.add_argument("--fold", default="all", help="a fold (1..K) or all (default: every fold of the dataset)")
     p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE")
     p.set_defaults(func=_lazy("mma_dfer.data.verify"))
 

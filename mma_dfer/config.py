@@ -19,7 +19,8 @@ from typing import Optional
 
 import yaml
 
-NUM_CLASSES = {"dfew": 7, "mafw": 11}
+from mma_dfer import datasets
+
 COMPILE_MODES = ("default", "reduce-overhead", "max-autotune", "max-autotune-no-cudagraphs")
 # Fields that were removed, with what replaces them (a YAML that still sets one gets this message).
 RETIRED = {
@@ -83,7 +84,7 @@ class ModelConfig:
     grad_checkpointing: bool = False
     # Fused scaled-dot-product attention in the encoder blocks (False: timm's explicit softmax).
     fused_attn: bool = True
-    # Filled from data.dataset when left empty.
+    # Filled from data.dataset's classes (mma_dfer.datasets.class_names) when left empty.
     num_classes: Optional[int] = None
 
     def validate(self) -> None:
@@ -158,17 +159,26 @@ class DataConfig:
     # Where packed JPEG frames of training batches are decoded: "loader" (the CPU workers) or
     # "device" (the batch at once on the accelerator, nvjpeg on CUDA; source packed, gpu_augment).
     decode: str = "loader"
+    # data.dataset=manifest: the CSV (path,label[,fold|split][,group]; mma_dfer.datasets.manifest).
+    manifest: Optional[str] = None
+    # A manifest's class names in label order (None: its label names, sorted).
+    class_names: Optional[tuple] = None
+    # Generated folds (CREMA-D, RAVDESS, a manifest without folds): how many (None: the
+    # registry's 5) and the seed that deals the speakers to them.
+    num_folds: Optional[int] = None
+    fold_seed: int = 0
+    # RAVDESS: which vocal channel's audio-video clips: "speech", "song" or "both".
+    vocal_channel: str = "speech"
 
     def validate(self) -> None:
-        _choice("data.dataset", self.dataset, tuple(NUM_CLASSES))
+        _choice("data.dataset", self.dataset, datasets.NAMES)
         _choice("data.annotations", self.annotations, ("official", "mma", "maedfer", "hicmae"))
         _choice("data.source", self.source, ("frames", "video", "packed"))
         _choice("data.decode", self.decode, ("loader", "device"))
         _choice("data.audio_policy", self.audio_policy, ("error", "silence"))
         _choice("data.on_error", self.on_error, ("raise", "skip"))
         _choice("data.normalize", self.normalize, ("none", "imagenet"))
-        if not 1 <= self.fold <= 5:
-            raise ConfigError(f"data.fold={self.fold} is not a fold of the 5-fold protocol (1-5)")
+        self._validate_dataset()
         if self.annotations != "official" and not (self.train_list and self.test_list):
             raise ConfigError(f"data.annotations={self.annotations!r} needs data.train_list and data.test_list")
         for name in ("resolution", "num_frames", "audio_frames", "mel_bins", "sample_rate"):
@@ -186,6 +196,39 @@ class DataConfig:
                               "data.source=packed and data.gpu_augment=true")
         if len(self.crop_area) != 2 or len(self.crop_ratio) != 2:
             raise ConfigError("data.crop_area and data.crop_ratio are [low, high] pairs")
+
+    def _validate_dataset(self) -> None:
+        """The fields that depend on the dataset's registry entry (mma_dfer.datasets)."""
+        info = datasets.get(self.dataset)
+        _choice("data.vocal_channel", self.vocal_channel, ("speech", "song", "both"))
+        if self.vocal_channel != "speech" and self.dataset != "ravdess":
+            raise ConfigError(f"data.vocal_channel={self.vocal_channel!r} is RAVDESS's; data.dataset={self.dataset!r}")
+        if (self.manifest is not None) != (self.dataset == "manifest"):
+            raise ConfigError("data.manifest (a CSV) goes with data.dataset=manifest and only with it "
+                              f"(data.dataset={self.dataset!r}, data.manifest={self.manifest!r})")
+        if self.class_names is not None:
+            if self.dataset != "manifest":
+                raise ConfigError(f"data.class_names names a manifest's classes; {self.dataset!r} has its own "
+                                  f"{list(info.classes)}")
+            names = list(self.class_names)
+            if len(names) < 2 or len(set(names)) != len(names) or not all(isinstance(n, str) and n for n in names):
+                raise ConfigError(f"data.class_names={names} must be two or more distinct names")
+        if self.num_folds is not None:
+            if info.splits == "official":
+                raise ConfigError(f"data.num_folds: {info.title}'s folds are its official {info.folds}")
+            if self.num_folds < 2:
+                raise ConfigError(f"data.num_folds={self.num_folds} must be >= 2")
+        if self.annotations != "official" and info.splits != "official":
+            raise ConfigError(f"data.annotations={self.annotations!r} (a public code's list format) is for DFEW "
+                              f"and MAFW; {info.title}'s folds are {info.splits}")
+        if self.dataset == "manifest" and self.class_names is not None and not Path(self.manifest).is_file():
+            return  # a run's config read where its manifest is not (predict): the folds are checked when read
+        try:
+            k = datasets.num_folds(self)
+        except datasets.DatasetError as e:
+            raise ConfigError(str(e)) from None
+        if not 1 <= self.fold <= k:
+            raise ConfigError(f"data.fold={self.fold} is not a fold of {info.title}'s {k}-fold protocol (1-{k})")
 
 
 @dataclass
@@ -261,11 +304,18 @@ class Config:
     def validate(self) -> "Config":
         for section in (self.model, self.data, self.train, self.eval):
             section.validate()
+        try:
+            names = datasets.class_names(self.data)
+        except datasets.DatasetError as e:
+            raise ConfigError(str(e)) from None
+        if self.data.dataset == "manifest":
+            self.data.class_names = tuple(names)  # recorded in the run's config.yaml for predict and evaluate
+        n = len(names)
         if self.model.num_classes is None:
-            self.model.num_classes = NUM_CLASSES[self.data.dataset]
-        elif self.model.num_classes != NUM_CLASSES[self.data.dataset]:
+            self.model.num_classes = n
+        elif self.model.num_classes != n:
             raise ConfigError(f"model.num_classes={self.model.num_classes} but data.dataset="
-                              f"{self.data.dataset!r} has {NUM_CLASSES[self.data.dataset]} classes")
+                              f"{self.data.dataset!r} has {n} classes")
         return self
 
     @property

@@ -1,10 +1,12 @@
 #!/usr/bin/env bash
-# The paper's protocol as one SLURM job array: 5 folds x 3 resolutions (112/160/224) = 15 tasks,
+# The paper's protocol as one SLURM job array: K folds x 3 resolutions (112/160/224) = 15 tasks for
+# DFEW and MAFW (K = 5; K is the dataset's, from mma_dfer.datasets: CREMA-D, RAVDESS, a manifest),
 # each training one (fold, resolution) run with `srun python launch/train.py` on the GPUs it
 # got, then one aggregation job (afterany dependency) that writes the table.
 #
 #   sbatch slurm/all_folds.sh                                   # DFEW, 15 tasks, 1 GPU each
 #   sbatch --export=ALL,DATASET=mafw slurm/all_folds.sh
+#   sbatch --export=ALL,DATASET=cremad,SETS="data.root=/data/CREMA-D" slurm/all_folds.sh
 #   sbatch --nodes=2 --ntasks-per-node=8 --gpus-per-node=8 slurm/all_folds.sh   # 16 ranks per run
 #   sbatch --partition=gpu --account=proj --time=4:00:00 --mem=128G slurm/all_folds.sh
 #   sbatch --gpus-per-node=0 --array=0-3 --export=ALL,CPU_ONLY=1,FOLDS="1 2",RESOLUTIONS="112 160" ...
@@ -17,12 +19,12 @@
 # route's, and give every rank CPUs for its loader workers (--cpus-per-task, data.num_workers).
 #
 # Knobs (environment variables, e.g. through --export=ALL,NAME=value):
-#   DATASET       dfew | mafw                                     (default dfew)
-#   FOLDS         folds of the grid, space-separated              (default "1 2 3 4 5")
+#   DATASET       dfew | mafw | cremad | ravdess | manifest       (default dfew)
+#   FOLDS         folds of the grid, space-separated              (default: the dataset's, "1 2 ... K")
 #   RESOLUTIONS   resolutions of the grid                         (default "112 160 224")
 #                 task i runs fold FOLDS[i % n_folds] at RESOLUTIONS[i / n_folds]; with a
 #                 reduced grid pass a matching --array (tasks beyond the grid exit at once)
-#   CONFIG        one YAML for every task (default configs/${DATASET}_${RES}.yaml)
+#   CONFIG        one YAML for every task (default configs/${DATASET}_${RES}.yaml, else configs/paper.yaml)
 #   DS_CONFIG     DeepSpeed JSON (default ds_configs/zero0_bf16.json: one GPU per run needs no ZeRO;
 #                 zero2_bf16.json across GPUs; CPU_ONLY: cpu_fp32.json)
 #   SETS          extra config overrides, space-separated key=value (e.g. "data.root=/data/DFEW")
@@ -60,7 +62,6 @@
 set -uo pipefail
 
 DATASET=${DATASET:-dfew}
-FOLDS=${FOLDS:-1 2 3 4 5}
 RESOLUTIONS=${RESOLUTIONS:-112 160 224}
 RUNS_ROOT=${RUNS_ROOT:-runs}
 MMA_DFER_HOME=${MMA_DFER_HOME:-${SLURM_SUBMIT_DIR:-$PWD}}
@@ -77,8 +78,20 @@ cd "$MMA_DFER_HOME" || { echo "all_folds.sh: cannot cd to $MMA_DFER_HOME" >&2; e
 # shellcheck disable=SC1091
 [ -f "$VENV/bin/activate" ] && . "$VENV/bin/activate"
 
-read -ra folds <<< "$FOLDS"
 read -ra resolutions <<< "$RESOLUTIONS"
+# the shipped paper config of a dataset and resolution, else the paper's protocol pointed at the dataset
+paper_config() { if [ -f "configs/${DATASET}_$1.yaml" ]; then echo "configs/${DATASET}_$1.yaml"; else echo configs/paper.yaml; fi; }
+if [ -z "${FOLDS:-}" ]; then  # the dataset's folds 1..K, from the registry (imports no torch)
+  # shellcheck disable=SC2086
+  FOLDS=$(python -c 'import sys
+from mma_dfer.config import ConfigError, load_config
+from mma_dfer.datasets import num_folds
+try:
+    print(*range(1, num_folds(load_config(sys.argv[1], sys.argv[2:]).data) + 1))
+except ConfigError as e:
+    sys.exit(f"error: {e}")' "${CONFIG:-$(paper_config "${resolutions[0]}")}" "data.dataset=$DATASET" $SETS) || exit 2
+fi
+read -ra folds <<< "$FOLDS"
 n_folds=${#folds[@]}
 total=$(( n_folds * ${#resolutions[@]} ))
 task=${TASK:-${SLURM_ARRAY_TASK_ID:-0}}
@@ -114,7 +127,7 @@ fi
 fold=${folds[$(( task % n_folds ))]}
 res=${resolutions[$(( task / n_folds ))]}
 out=$RUNS_ROOT/$DATASET/res$res/fold$fold
-config=${CONFIG:-configs/${DATASET}_${res}.yaml}
+config=${CONFIG:-$(paper_config "$res")}
 
 sets=(--set "data.dataset=$DATASET" --set "data.fold=$fold" --set "data.resolution=$res" --set "output_dir=$out")
 for kv in $SETS; do sets+=(--set "$kv"); done

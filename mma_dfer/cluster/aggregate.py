@@ -3,8 +3,9 @@
 Per (dataset, resolution): the per-fold UAR/WAR (1-clip and 2-clip), mean and sample std (n-1)
 over the folds, and the paper's Table 1 numbers beside them. A fold that is missing (no
 result, or a run folder whose training failed) is listed by name and the row is marked
-incomplete; its mean is over the folds present and flagged, never passed off as the 5-fold
-mean. The folds of a row must have been made by one config (the same run identity but for
+incomplete; its mean is over the folds present and flagged, never passed off as the K-fold
+mean (a row's expected folds: ``--folds``, or its dataset's protocol 1..K, K as its results
+record it or as the registry, :mod:`mma_dfer.datasets`, has it). The folds of a row must have been made by one config (the same run identity but for
 the fold: :func:`mma_dfer.runs.identity.group_fingerprint`); folds of different configs are never
 averaged. Two results for one fold, a corrupt result or folds of different configs are errors
 naming the files (``strict``), or, for the report, problems recorded in the table.
@@ -21,21 +22,14 @@ import sys
 from pathlib import Path
 from typing import Optional
 
+from mma_dfer import datasets
 from mma_dfer.runs.identity import PER_FOLD, differences, group_fingerprint
 from mma_dfer.utils import atomic_write_json, atomic_write_text, parse_int_list
 
-FOLDS = (1, 2, 3, 4, 5)
 REQUIRED = ("dataset", "fold", "resolution", "uar", "war")
 METRICS = ("uar", "war", "uar_2clip", "war_2clip")
 HEX = re.compile(r"^[0-9a-f]{8,64}$")
 
-# MMA-DFER, paper Table 1: (UAR, WAR) 1-clip and 2-clip ("*").
-PAPER = {
-    "dfew": {"112": (64.24, 75.40, 64.35, 75.48), "160": (66.61, 77.15, 66.51, 77.10),
-             "224": (67.01, 77.51, 66.85, 77.43)},
-    "mafw": {"112": (43.34, 56.46, 43.29, 56.60), "160": (44.19, 57.90, 44.07, 57.85),
-             "224": (44.11, 58.52, 44.25, 58.45)},
-}
 
 
 class AggregateError(RuntimeError):
@@ -60,10 +54,14 @@ def read_result(path: Path) -> dict:
         v = data.get(k)
         if v is not None and (isinstance(v, bool) or not isinstance(v, (int, float))):
             raise AggregateError(f"{path}: corrupt result file ({k}={v!r} is not a number)")
-    if data["dataset"] not in PAPER:
-        raise AggregateError(f"{path}: corrupt result file (dataset={data['dataset']!r} is not one of {list(PAPER)})")
-    if not _is_int(data["fold"]) or not 1 <= data["fold"] <= 5:
-        raise AggregateError(f"{path}: corrupt result file (fold={data['fold']!r} is not a fold 1-5)")
+    if data["dataset"] not in datasets.NAMES:
+        raise AggregateError(f"{path}: corrupt result file (dataset={data['dataset']!r} is not one of "
+                             f"{list(datasets.NAMES)})")
+    k = data.get("folds", datasets.get(data["dataset"]).folds)
+    if not _is_int(k) or k < 1:
+        raise AggregateError(f"{path}: corrupt result file (folds={k!r} is not a number of folds)")
+    if not _is_int(data["fold"]) or not 1 <= data["fold"] <= k:
+        raise AggregateError(f"{path}: corrupt result file (fold={data['fold']!r} is not a fold 1-{k})")
     if not _is_int(data["resolution"]) or data["resolution"] <= 0:
         raise AggregateError(f"{path}: corrupt result file (resolution={data['resolution']!r} is not a size)")
     fp, identity = data.get("config_fingerprint"), data.get("run_identity")
@@ -128,10 +126,17 @@ def mixed_configs(label: str, results: dict) -> Optional[str]:
     return "\n".join(lines)
 
 
-def collect_all(root: str | Path, folds=FOLDS, resolutions: Optional[list[str]] = None, exclude=(),
+def protocol_folds(dataset: str, results) -> tuple:
+    """The folds 1..K of a row: K as its results record it (``folds``), else the registry's."""
+    ks = {r.get("folds") for _, r in results} - {None}
+    return tuple(range(1, max(ks or {datasets.get(dataset).folds}) + 1))
+
+
+def collect_all(root: str | Path, folds=None, resolutions: Optional[list[str]] = None, exclude=(),
                 strict: bool = True) -> tuple[dict, list]:
     """The aggregate JSON (``{dataset: {resolution: {"folds": {fold: {...}}, "uar_mean", ...}}}``)
-    and the problems that are not in it. Runs under the ``exclude`` folders are left out (the
+    and the problems that are not in it. ``folds``: the folds every row expects (None: each
+    dataset's protocol, :func:`protocol_folds`; the row's ``expected``). Runs under the ``exclude`` folders are left out (the
     report: sweeps apart from loose runs). ``strict``: the first problem is an AggregateError;
     otherwise a corrupt result is its fold's failure (``row["corrupt"]``, or a problem when its
     folder names no fold), a duplicate a problem, and a row of mixed configs has no means and
@@ -171,14 +176,16 @@ def collect_all(root: str | Path, folds=FOLDS, resolutions: Optional[list[str]] 
     groups = {(d, res) for d, res, _ in list(found) + list(failed) + list(corrupt)}
     groups |= {(d, res) for d in {g[0] for g in groups} for res in (resolutions or [])}
     for dataset, res in sorted(groups, key=lambda g: (g[0], int(g[1]))):
-        present = {f: found[(dataset, res, f)] for f in folds if (dataset, res, f) in found}
+        expected = folds or protocol_folds(dataset, [v for (d, r, _), v in found.items() if (d, r) == (dataset, res)])
+        present = {f: found[(dataset, res, f)] for f in expected if (dataset, res, f) in found}
         row: dict = {"folds": {str(f): {**{k: r.get(k) for k in METRICS}, "file": str(path),
                                         "config_fingerprint": r["config_fingerprint"]}
                                for f, (path, r) in present.items()}}
-        row["missing"] = [f for f in folds if str(f) not in row["folds"]]
-        row["failed"] = {str(f): str(failed[(dataset, res, f)]) for f in folds if (dataset, res, f) in failed}
-        row["corrupt"] = {str(f): corrupt[(dataset, res, f)][1] for f in folds if (dataset, res, f) in corrupt}
-        row["failed"].update({str(f): str(corrupt[(dataset, res, f)][0]) for f in folds
+        row["expected"] = list(expected)
+        row["missing"] = [f for f in expected if str(f) not in row["folds"]]
+        row["failed"] = {str(f): str(failed[(dataset, res, f)]) for f in expected if (dataset, res, f) in failed}
+        row["corrupt"] = {str(f): corrupt[(dataset, res, f)][1] for f in expected if (dataset, res, f) in corrupt}
+        row["failed"].update({str(f): str(corrupt[(dataset, res, f)][0]) for f in expected
                               if (dataset, res, f) in corrupt})
         row["complete"] = not row["missing"]
         mixed = mixed_configs(f"{dataset} res {res}", present)
@@ -190,13 +197,13 @@ def collect_all(root: str | Path, folds=FOLDS, resolutions: Optional[list[str]] 
         for m in METRICS:
             vals = [v[m] for v in row["folds"].values() if v[m] is not None]
             row[f"{m}_mean"], row[f"{m}_std"] = _stats([] if mixed else vals)
-        paper = PAPER.get(dataset, {}).get(res)
+        paper = datasets.paper(dataset, res)
         row["paper"] = dict(zip(METRICS, paper)) if paper else None
         table.setdefault(dataset, {})[res] = row
     return table, problems
 
 
-def collect(root: str | Path, folds=FOLDS, resolutions: Optional[list[str]] = None, exclude=()) -> dict:
+def collect(root: str | Path, folds=None, resolutions: Optional[list[str]] = None, exclude=()) -> dict:
     """:func:`collect_all` in strict mode: the table, or an AggregateError for the first problem."""
     return collect_all(root, folds, resolutions, exclude, strict=True)[0]
 
@@ -208,10 +215,17 @@ def _cell(mean, std, complete: bool, n: int, total: int) -> str:
     return text if complete else f"{text} (incomplete: {n}/{total} folds)"
 
 
-def markdown(table: dict, folds=FOLDS) -> str:
+def title(dataset: str) -> str:
+    """A dataset's name as the tables print it (DFEW, CREMA-D, ...)."""
+    return datasets.REGISTRY[dataset].title if dataset in datasets.REGISTRY else dataset.upper()
+
+
+def markdown(table: dict, expected=None) -> str:
+    """The tables; ``expected`` as ``folds`` for :func:`collect_all` (None: each row's expected folds)."""
     lines = []
     for dataset, rows in table.items():
-        lines += [f"### {dataset.upper()}", "",
+        folds = expected or sorted({f for row in rows.values() for f in row["expected"]})
+        lines += [f"### {title(dataset)}", "",
                   "| res | " + " | ".join(f"fold {f} UAR/WAR" for f in folds)
                   + " | UAR | WAR | UAR* | WAR* | paper UAR/WAR | paper* |",
                   "|---|" + "---|" * (len(folds) + 6)]
@@ -228,7 +242,7 @@ def markdown(table: dict, folds=FOLDS) -> str:
             lines.append(f"| {res} | " + " | ".join(cells + stats + paper) + " |")
         for res, row in rows.items():
             if row["missing"]:
-                lines.append(f"\n{dataset.upper()} {res}: missing folds {row['missing']}"
+                lines.append(f"\n{title(dataset)} {res}: missing folds {row['missing']}"
                              + (f"; failed runs: {row['failed']}" if row["failed"] else ""))
         lines.append("")
     lines.append("mean ± sample std (n-1) over folds; * = 2-clip average; paper = MMA-DFER Table 1")
@@ -279,7 +293,7 @@ def plot(table: dict, folder: str | Path) -> list[Path]:
                     d.line([(bx - 3, y(row["paper"][metric])), (bx + bar + 3, y(row["paper"][metric]))], fill="black",
                            width=3)
             d.text((x0, h - bottom + 8), f"{res} px" + ("" if row["complete"] else " (incomplete)"), fill="black")
-        d.text((left, 4), f"{dataset.upper()}: UAR (blue) / WAR (green), mean ± std; paper: black", fill="black")
+        d.text((left, 4), f"{title(dataset)}: UAR (blue) / WAR (green), mean ± std; paper: black", fill="black")
         path = folder / f"{dataset}.png"
         img.save(path)
         written.append(path)
@@ -290,13 +304,13 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("runs_root")
     p.add_argument("--json", help="write the aggregate JSON here")
     p.add_argument("--csv", help="write per-fold rows, means, stds and the paper's numbers here")
-    p.add_argument("--folds", default="1-5", help="expected folds (default 1-5)")
+    p.add_argument("--folds", default="", help="expected folds, e.g. 1-5 (default: each dataset's protocol, 1..K)")
     p.add_argument("--resolutions", default="", help="expected resolutions, e.g. 112,160,224 (default: those found)")
     p.add_argument("--plot", help="also draw one bar chart (PNG) per dataset into this folder")
 
 
 def run(args) -> int:
-    folds = tuple(parse_int_list(args.folds))
+    folds = tuple(parse_int_list(args.folds)) if args.folds else None
     try:
         table = collect(args.runs_root, folds, [r for r in args.resolutions.split(",") if r])
     except AggregateError as e:

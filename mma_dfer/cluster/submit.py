@@ -19,6 +19,7 @@ import time
 from pathlib import Path
 from typing import Optional
 
+from mma_dfer.datasets import NAMES
 from mma_dfer.utils import atomic_write_json, parse_int_list
 
 MANIFEST = "submit_manifest.json"
@@ -135,13 +136,24 @@ def make_executor(args, log_dir: Path):
     return ex
 
 
+def protocol_folds(config: str, overrides: list[str]) -> list[int]:
+    """The folds 1..K of the dataset the config and overrides describe (mma_dfer.datasets)."""
+    from mma_dfer.config import load_config
+    from mma_dfer.datasets import num_folds
+
+    return list(range(1, num_folds(load_config(config, overrides).data) + 1))
+
+
 def _grid(args, runs_root: Path) -> list[tuple[dict, TrainJob]]:
     """The fold x resolution grid of one dataset: (manifest fields, job) per run."""
+    from mma_dfer.resources import paper_config
+
     planned = []
     for res in parse_int_list(args.resolutions or "112,160,224"):
-        for fold in parse_int_list(args.folds or "1-5"):
+        config = args.config or paper_config(args.dataset, res)
+        base = [f"data.dataset={args.dataset}", f"data.resolution={res}", *args.overrides]
+        for fold in parse_int_list(args.folds) if args.folds else protocol_folds(config, base):
             out = run_dir(runs_root, args.dataset, res, fold)
-            config = args.config or f"{args.dataset}_{res}"  # the shipped paper config
             overrides = [f"data.dataset={args.dataset}", f"data.fold={fold}", f"data.resolution={res}", *args.overrides]
             planned.append(({"dataset": args.dataset, "resolution": res, "fold": fold},
                             TrainJob(config, args.deepspeed_config, overrides, str(out))))
@@ -183,7 +195,11 @@ def submit(args) -> int:
             print(f"error: {e}", file=sys.stderr)
             return 2
     else:
-        planned = _grid(args, runs_root)
+        try:
+            planned = _grid(args, runs_root)
+        except run_errors() as e:  # the dataset's folds could not be read off the config
+            print(f"error: {e}", file=sys.stderr)
+            return 2
     todo, refused = [], 0
     world = max(args.gpus_per_node, 1) * args.nodes
     for meta, job in planned:
@@ -277,14 +293,14 @@ def status(args) -> int:
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--dataset", choices=("dfew", "mafw"), default="dfew")
+    p.add_argument("--dataset", choices=NAMES, default="dfew")
     p.add_argument("--sweep", help="a sweep file or a shipped sweep's name (table4): its variants x datasets x "
                    "resolutions x folds, into <runs-root>/<sweep>/<variant>/<dataset>/res<R>/fold<k>/")
     p.add_argument("--variants", help="with --sweep: comma-separated subset of its variants")
-    p.add_argument("--folds", help="default 1-5 (with --sweep: the sweep's)")
+    p.add_argument("--folds", help="default: the dataset's protocol, 1..K (with --sweep: the sweep's)")
     p.add_argument("--resolutions", help="default 112,160,224 (with --sweep: the sweep's)")
-    p.add_argument("--config", help="one YAML for every job (default: the shipped <dataset>_<resolution>, "
-                   "or the sweep's)")
+    p.add_argument("--config", help="one YAML for every job (default: the shipped <dataset>_<resolution>, else "
+                   "paper; or the sweep's)")
     p.add_argument("--deepspeed_config", "--deepspeed-config", dest="deepspeed_config",
                    default="zero0_bf16", help="a file or a shipped name (default zero0_bf16: one GPU per run needs "
                    "no ZeRO)")

@@ -23,10 +23,13 @@ from typing import Optional
 
 import yaml
 
+from mma_dfer.datasets import NAMES
 from mma_dfer.utils import atomic_write_text, parse_int_list
 
 DEFINITION = "sweep.yaml"  # the copy of the definition in <runs_root>/<sweep>/
 LAYOUTS = ("ablation", "table1")
+# the default config template: the shipped <dataset>_<resolution>, else paper (resources.paper_config)
+PAPER_CONFIGS = "{dataset}_{resolution}"
 KEYS = {"name", "title", "layout", "datasets", "folds", "resolutions", "config", "set", "columns", "variants", "note"}
 VARIANT_KEYS = {"set", "row", "paper", "note"}
 PAPER_KEYS = {"uar", "war", "params"}
@@ -168,8 +171,8 @@ def parse_sweep(data, path: str, default_name: str) -> Sweep:
         raise SweepError(f"{path}: layout={layout!r} is not one of {list(LAYOUTS)}")
     datasets = data.get("datasets", ["dfew"])
     datasets = [datasets] if isinstance(datasets, str) else datasets
-    if not isinstance(datasets, list) or not datasets or any(d not in ("dfew", "mafw") for d in datasets):
-        raise SweepError(f"{path}: datasets={datasets!r} must be a list of dfew/mafw")
+    if not isinstance(datasets, list) or not datasets or any(d not in NAMES for d in datasets):
+        raise SweepError(f"{path}: datasets={datasets!r} must be a list of {'/'.join(NAMES)}")
     columns = [str(c) for c in (data.get("columns") or [])]
     variants = data.get("variants")
     if not isinstance(variants, dict) or not variants:
@@ -178,7 +181,7 @@ def parse_sweep(data, path: str, default_name: str) -> Sweep:
         name=name, path=str(path), title=str(data.get("title") or name), layout=layout, datasets=datasets,
         folds=_int_list(path, "folds", data.get("folds", [1])),
         resolutions=_int_list(path, "resolutions", data.get("resolutions", [160])),
-        config=str(data.get("config") or "{dataset}_{resolution}"),
+        config=str(data.get("config") or PAPER_CONFIGS),
         overrides=_overrides(path, "set", data.get("set")), columns=columns,
         variants=[_variant(path, k, v, columns) for k, v in variants.items()], note=str(data.get("note") or ""))
 
@@ -217,6 +220,7 @@ def expand(sweep: Sweep, runs_root: str | Path, config: Optional[str] = None, ex
     ``variants`` picks a subset; the others stay in the definition, and so in the report, as
     missing runs."""
     from mma_dfer.config import ConfigError, load_config, parse_override
+    from mma_dfer.resources import paper_config
 
     for name in variants or []:
         sweep.variant(name)  # an unknown name is an error
@@ -231,7 +235,9 @@ def expand(sweep: Sweep, runs_root: str | Path, config: Optional[str] = None, ex
             raise SweepError(f"{sweep.path}: --set {clash} would override what variant {v.name!r} sets")
         for dataset in sweep.datasets:
             for res in sweep.resolutions:
-                cfg_path = config or sweep.config.format(dataset=dataset, resolution=res)
+                template = config or sweep.config
+                cfg_path = (paper_config(dataset, res) if template == PAPER_CONFIGS
+                            else template.format(dataset=dataset, resolution=res))
                 for fold in sweep.folds:
                     sets = [*[f"{k}={_yaml_value(x)}" for k, x in sweep.overrides.items()], *v.override_args(), *extra]
                     out = Path(runs_root) / sweep.name / v.name / dataset / f"res{res}" / f"fold{fold}"

@@ -20,6 +20,14 @@ List formats of public code (``data.annotations``): ``mma`` (MMA-DFER: ``<frame_
 component (the clip id) is kept and resolved under ``data.root``; a HiCMAE wav path is kept as
 given if it exists, else resolved the same way. Labels are converted from each format's class
 order to the canonical one.
+
+CREMA-D and RAVDESS have no fold files: their folds are generated from their file names
+(:mod:`mma_dfer.datasets.layouts`, :mod:`mma_dfer.datasets.folds`) into
+``<data.root>/splits/<dataset>[-<vocal channel>]-k<K>-seed<S>/set_N/{train,test}.csv`` the first
+time a fold is read, and read from there like official files from then on. A manifest
+(``data.dataset: manifest``) lists its clips in a CSV (:mod:`mma_dfer.datasets.manifest`); its
+folds are its ``fold`` or ``split`` column, or generated next to it
+(``<manifest folder>/splits/<name>-<content hash>-k<K>-seed<S>/``).
 """
 from __future__ import annotations
 
@@ -28,12 +36,13 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Optional
 
+from mma_dfer import datasets
+from mma_dfer.datasets import DatasetError, folds, layouts
+from mma_dfer.datasets.manifest import read_manifest
 from mma_dfer.labels import CLASS_NAMES, to_canonical
 
-LAYOUTS = {
-    "dfew": {"video": "Clip/original", "frames": "Clip/clip_224x224", "wav": "Clip/wav"},
-    "mafw": {"video": "data/clips", "frames": "data/faces", "wav": "data/wav"},
-}
+# the datasets read off a folder layout: {name: {"video"|"frames"|"wav": folder under data.root}}
+LAYOUTS = {name: datasets.get(name).layout for name in datasets.LAYOUT_DATASETS}
 
 
 class AnnotationError(ValueError):
@@ -56,10 +65,17 @@ def official_split_file(dataset: str, root: Path, fold: int, split: str) -> Path
     return root / "split" / "single" / "no_caption" / f"set_{fold}" / f"{split}.txt"
 
 
-def make_sample(dataset: str, root: Path, clip_id: str, label: int, **extra) -> Sample:
-    layout = LAYOUTS[dataset]
-    return Sample(clip_id=clip_id, label=label, video=root / layout["video"] / f"{clip_id}.mp4",
-                  frames=root / layout["frames"] / clip_id, wav=root / layout["wav"] / f"{clip_id}.wav", **extra)
+def make_sample(dataset: str, root: Path, clip_id: str, label: int, video: Optional[Path] = None, **extra) -> Sample:
+    """A clip's sample in ``dataset``'s layout under ``root`` (``video``: a manifest's own path;
+    a folder there is the clip's face frames)."""
+    layout = datasets.get(dataset).layout
+    frames = root / layout["frames"] / clip_id
+    if video is None:
+        video = layouts.video_path(dataset, root, clip_id)
+    elif video.is_dir():
+        frames = video
+    return Sample(clip_id=clip_id, label=label, video=video, frames=frames,
+                  wav=root / layout["wav"] / f"{clip_id}.wav", **extra)
 
 
 def _read_official(dataset: str, root: Path, path: Path) -> list[Sample]:
@@ -119,23 +135,107 @@ def _read_list(dataset: str, root: Path, path: Path, fmt: str) -> list[Sample]:
     return samples
 
 
+def generated_folds(cfg) -> Path:
+    """The folder of the generated folds of ``cfg`` (a DataConfig), written first if need be."""
+    info = datasets.get(cfg.dataset)
+    k = datasets.num_folds(cfg)
+    names = datasets.class_names(cfg)
+    skip = cfg.on_error == "skip"
+    if info.splits == "manifest":
+        m = read_manifest(cfg.manifest)
+        items = [(r.clip_id, m.label_index(r, names), r.group or r.clip_id) for r in m.rows]
+        folder = m.path.parent / "splits" / f"{m.path.stem}-{m.digest[:12]}-k{k}-seed{cfg.fold_seed}"
+        if not folder.is_dir() and not any(r.group for r in m.rows):
+            raise AnnotationError(f"{m.path}: generated folds need a 'group' column (the speaker: no speaker "
+                                  "may be on both sides of a fold), or give the folds in a 'fold' column")
+        return folds.ensure(folder, items, names, k, cfg.fold_seed)
+    root = Path(cfg.root)
+    channel = f"-{cfg.vocal_channel}" if cfg.dataset == "ravdess" else ""
+    folder = root / "splits" / f"{cfg.dataset}{channel}-k{k}-seed{cfg.fold_seed}"
+    if folder.is_dir():
+        return folder
+    try:
+        items, _ = layouts.scan(cfg.dataset, root, cfg.vocal_channel, skip)
+    except layouts.BadName as e:
+        raise AnnotationError(f"{e} (data.on_error=skip skips it)") from None
+    return folds.ensure(folder, items, names, k, cfg.fold_seed)
+
+
+def manifest_root(cfg) -> Path:
+    """Where a manifest's relative paths start: data.root, else the manifest's folder."""
+    return Path(cfg.root) if cfg.root else Path(cfg.manifest).parent
+
+
+def split_path(cfg, split: str) -> Path:
+    """The file that lists ``split`` of fold ``cfg.fold`` (a manifest given with its folds has none)."""
+    info = datasets.get(cfg.dataset)
+    if info.splits == "official":
+        if cfg.annotations == "official":
+            return official_split_file(cfg.dataset, Path(cfg.root), cfg.fold, split)
+        return Path((cfg.train_list if split == "train" else cfg.test_list).format(fold=cfg.fold))
+    return folds.split_file(generated_folds(cfg), cfg.fold, split)
+
+
+def _read_manifest_split(cfg, split: str) -> list[Sample]:
+    m = read_manifest(cfg.manifest)
+    names = datasets.class_names(cfg)
+    root = manifest_root(cfg)
+    if "fold" in m.columns:
+        rows = [r for r in m.rows if (r.fold == cfg.fold) == (split == "test")]
+    else:
+        rows = [r for r in m.rows if r.split == split]
+    return [make_sample("manifest", root, r.clip_id, m.label_index(r, names), video=root / r.path) for r in rows]
+
+
+def _read_generated(cfg, path: Path) -> list[Sample]:
+    names = datasets.class_names(cfg)
+    rows = folds.read_split_file(path, names)
+    if cfg.dataset == "manifest":
+        m = read_manifest(cfg.manifest)
+        root = manifest_root(cfg)
+        by_id = {r.clip_id: r for r in m.rows}
+        missing = [c for c, _, _ in rows if c not in by_id]
+        if missing:
+            raise AnnotationError(f"{path}: clip {missing[0]!r} is not in {m.path}")
+        return [make_sample("manifest", root, c, label, video=root / by_id[c].path) for c, label, _ in rows]
+    return [make_sample(cfg.dataset, Path(cfg.root), c, label) for c, label, _ in rows]
+
+
 def read_split(cfg, split: str) -> list[Sample]:
     """The samples of ``split`` ("train" or "test") of fold ``cfg.fold``; never empty."""
     if split not in ("train", "test"):
         raise ValueError(f"split must be 'train' or 'test', not {split!r}")
+    try:
+        return _read_split(cfg, split)
+    except DatasetError as e:
+        raise AnnotationError(str(e)) from None
+
+
+def _read_split(cfg, split: str) -> list[Sample]:
+    if cfg.dataset == "manifest":
+        m = read_manifest(cfg.manifest)
+        if m.given_folds() is not None:
+            samples = _read_manifest_split(cfg, split)
+            if not samples:
+                raise AnnotationError(f"{m.path}: fold {cfg.fold} {split} split has no samples")
+            return samples
+        path = split_path(cfg, split)
+        samples = _read_generated(cfg, path)
+        if not samples:
+            raise AnnotationError(f"{path}: fold {cfg.fold} {split} split has no samples")
+        return samples
     if not cfg.root:
         raise AnnotationError("data.root is not set: point it at the dataset folder")
     root = Path(cfg.root)
     if not root.is_dir():
         raise AnnotationError(f"data.root={root} does not exist")
-    if cfg.annotations == "official":
-        path = official_split_file(cfg.dataset, root, cfg.fold, split)
-    else:
-        path = Path((cfg.train_list if split == "train" else cfg.test_list).format(fold=cfg.fold))
+    path = split_path(cfg, split)
     if not path.is_file():
         raise AnnotationError(f"fold file not found: {path} (data.dataset={cfg.dataset}, data.fold={cfg.fold}, "
                               f"data.annotations={cfg.annotations})")
-    if cfg.annotations == "official":
+    if datasets.get(cfg.dataset).splits == "generated":
+        samples = _read_generated(cfg, path)
+    elif cfg.annotations == "official":
         samples = _read_official(cfg.dataset, root, path)
     else:
         samples = _read_list(cfg.dataset, root, path, cfg.annotations)

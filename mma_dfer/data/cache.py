@@ -101,7 +101,7 @@ class ClipCache:
         if (fb is None) != (absent is not None):
             raise ValueError(f"{clip_id}: a cache entry has an fbank or the reason it has none, not both")
         frames_p, fbank_p, meta_p = self._paths(clip_id)
-        self.dir.mkdir(parents=True, exist_ok=True)
+        frames_p.parent.mkdir(parents=True, exist_ok=True)  # a manifest's clip id may hold folders
         for path, arr in ((frames_p, frames), (fbank_p, fb)):
             if arr is None:
                 continue

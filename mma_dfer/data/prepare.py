@@ -1,6 +1,7 @@
-"""``prepare``: from DFEW/MAFW as downloaded to what training reads.
+"""``prepare``: from a dataset as downloaded (DFEW, MAFW, CREMA-D, RAVDESS) to what training reads.
 
-For every clip of the official fold files: the audio track as a 16 kHz mono 16-bit wav (read
+For every clip of the official fold files (CREMA-D, RAVDESS: every clip of the layout; CREMA-D's
+own 16 kHz ``AudioWAV/`` is linked, not remade): the audio track as a 16 kHz mono 16-bit wav (read
 back and checked: rate, channels, duration against the video), and with ``--faces mtcnn`` the
 face crops as numbered frames: MTCNN (facenet-pytorch) on every frame, the most confident
 face; frames without a detection take the box of the nearest frame with one; the boxes are
@@ -41,7 +42,9 @@ from typing import Optional
 
 import numpy as np
 
-from mma_dfer.data.annotations import LAYOUTS, official_split_file, read_split
+from mma_dfer import datasets
+from mma_dfer.data.annotations import LAYOUTS, make_sample, official_split_file, read_split
+from mma_dfer.datasets import layouts
 from mma_dfer.data.cache import source_stamp
 from mma_dfer.data.prepare_args import (DETECT_BATCH, DETECT_BATCH_CUDA, FACE_MARGIN, FACE_SIZE, FACE_SMOOTH,
                                         JPEG_QUALITY, MTCNN_HINT, PACK_QUALITY, SAMPLE_RATE)
@@ -55,7 +58,7 @@ MARKERS = ".prepare"
 class ClipJob:
     clip_id: str
     video: str
-    wav: str
+    wav: Optional[str]  # None: the dataset ships its 16 kHz wavs (CREMA-D's AudioWAV/)
     faces: Optional[str]  # output folder, or None for --faces none
     marker: str
     force: bool = False
@@ -218,7 +221,8 @@ def process_clip(job: ClipJob) -> ClipReport:
     from mma_dfer.data import video as V
 
     torch.set_num_threads(1)
-    video, wav, marker = Path(job.video), Path(job.wav), Path(job.marker)
+    video, marker = Path(job.video), Path(job.marker)
+    wav = Path(job.wav) if job.wav else None
     rep = ClipReport(job.clip_id, "done")
     squares = None
     try:
@@ -227,23 +231,24 @@ def process_clip(job: ClipJob) -> ClipReport:
             raise ClipError(video, "video file not found")
         if marker.is_file() and not job.force:
             old = json.loads(marker.read_text())
-            if old.get("status") == "done" and old.get("sources") == stamp and (not old.get("wav") or wav.is_file()) \
+            if old.get("status") == "done" and old.get("sources") == stamp and (not old.get("wav") or wav is None or wav.is_file()) \
                     and (job.faces is None or Path(job.faces).is_dir()):
                 return ClipReport(job.clip_id, "skipped", "already prepared", old.get("no_face", False),
                                   old.get("no_audio", False), old.get("detected", 0), old.get("frames", 0))
             # else: our own unfinished or outdated work on this clip, redone below
-        elif not job.force and (wav.exists() or (job.faces and Path(job.faces).exists())):
+        elif not job.force and ((wav and wav.exists()) or (job.faces and Path(job.faces).exists())):
             return ClipReport(job.clip_id, "skipped", "outputs exist that this tool did not make; use --force")
         atomic_write_json(marker, {"status": "started", "sources": stamp})
         vr = V.open_video(video)
         fps = float(vr.get_avg_fps()) or 25.0
         rep.frames = len(vr)
         try:
-            samples = A.read_waveform(video, SAMPLE_RATE)
-            write_wav(wav, samples)
-            problem = check_wav(wav, len(vr) / fps)
-            if problem:
-                raise ClipError(wav, problem)
+            if wav is not None:
+                samples = A.read_waveform(video, SAMPLE_RATE)
+                write_wav(wav, samples)
+                problem = check_wav(wav, len(vr) / fps)
+                if problem:
+                    raise ClipError(wav, problem)
         except A.NoAudioError:
             rep.no_audio = True
         if job.faces:
@@ -263,11 +268,20 @@ def process_clip(job: ClipJob) -> ClipReport:
 # -- the whole dataset ---------------------------------------------------------------------
 
 def _all_samples(dataset: str, raw: Path) -> tuple[list, list[Path]]:
-    """Every clip of the official fold files (train and test of folds 1-5), and those files."""
+    """Every clip of the official fold files (train and test of every fold), and those files; for
+    a dataset with generated folds (CREMA-D, RAVDESS) every clip its layout holds (every vocal
+    channel of RAVDESS; a file name that does not parse is an error naming it) and the folds
+    already generated under ``raw/splits``."""
     from mma_dfer.config import DataConfig
 
+    info = datasets.get(dataset)
+    if info.splits == "generated":
+        vocal = "both" if dataset == "ravdess" else "speech"
+        items, _ = layouts.scan(dataset, raw, vocal)
+        made = sorted(p for p in (raw / "splits").rglob("*.csv")) if (raw / "splits").is_dir() else []
+        return [make_sample(dataset, raw, c, label) for c, label, _ in items], made
     seen, files = {}, []
-    for fold in range(1, 6):
+    for fold in range(1, info.folds + 1):
         for split in ("train", "test"):
             path = official_split_file(dataset, raw, fold, split)
             if not path.is_file():
@@ -294,7 +308,7 @@ def _link_into(out: Path, raw: Path, rel: str) -> None:
 def training_source(dataset: str, faces: str) -> str:
     """What training reads after this preparation: face frames (DFEW's shipped ones, or the
     MTCNN crops) or, for MAFW without crops, the clips."""
-    return "frames" if faces == "mtcnn" or dataset == "dfew" else "video"
+    return "frames" if faces == "mtcnn" or datasets.get(dataset).faces == "shipped" else "video"
 
 
 @dataclass
@@ -324,16 +338,20 @@ def prepare(dataset: str, raw: str | Path, out: str | Path, workers: int = 1, fa
     raw, out = Path(raw).resolve(), Path(out).resolve()
     samples, split_files = _all_samples(dataset, raw)
     layout = LAYOUTS[dataset]
+    ships_wavs = dataset == "cremad"  # AudioWAV/: 16 kHz mono as distributed
     for f in split_files:  # the fold lists, in place for data.root=out (atomic: pieces copy them at once)
         dst = out / f.relative_to(raw)
         if dst.resolve() != f.resolve():
             atomic_write_bytes(dst, f.read_bytes())
-    _link_into(out, raw, layout["video"])
+    for rel in ([layout["video"]] if layout["video"] else sorted(p.name for p in raw.glob("Actor_*"))):
+        _link_into(out, raw, rel)
+    if ships_wavs:
+        _link_into(out, raw, layout["wav"])
     if faces == "none":
         _link_into(out, raw, layout["frames"])  # DFEW's shipped face frames
     samples = piece_of(samples, piece)
-    jobs = [ClipJob(clip_id=s.clip_id, video=str(raw / layout["video"] / f"{s.clip_id}.mp4"),
-                    wav=str(out / layout["wav"] / f"{s.clip_id}.wav"),
+    jobs = [ClipJob(clip_id=s.clip_id, video=str(s.video),
+                    wav=None if ships_wavs else str(out / layout["wav"] / f"{s.clip_id}.wav"),
                     faces=str(out / layout["frames"] / s.clip_id) if faces == "mtcnn" else None,
                     marker=str(out / MARKERS / f"{s.clip_id}.json"), force=force, margin=margin, device=device)
             for s in samples]
@@ -435,7 +453,6 @@ def pack_clips(dataset: str, out: Path, samples, faces: str, workers: int, opts:
     workers). Returns ``packed`` (how many of ``samples`` the index holds) and ``pack_failed``."""
     from mma_dfer.config import DataConfig
     from mma_dfer.data import pack as P
-    from mma_dfer.data.annotations import make_sample
     from mma_dfer.data.cache import CACHE_MIN_SIZE, source_stamp
 
     source = training_source(dataset, faces)
@@ -485,7 +502,6 @@ def fill_cache(dataset: str, out: Path, samples, faces: str, workers: int = 1) -
     have the keys a training run with the default audio settings looks for; a clip without audio
     is recorded as such (not as silence), and a run with ``data.audio_policy: error`` fails on it."""
     from mma_dfer.config import DataConfig
-    from mma_dfer.data.annotations import make_sample
     from mma_dfer.data.dataset import ClipDataset
 
     cfg = DataConfig(dataset=dataset, root=str(out), source=training_source(dataset, faces),

@@ -15,6 +15,14 @@ Layouts written (``<root>`` is what ``data.root`` points at):
 * MAFW: ``data/clips/{id:05d}.mp4``, ``data/faces/{id:05d}/{k}.png`` (k from 0, so a
   lexicographic sort would put 10.png before 2.png), ``split/single/no_caption/set_{1..5}/
   {train,test}.txt`` (``{id:05d}.mp4 <class name>``).
+* CREMA-D: ``VideoFlash/<actor>_<sentence>_<emotion>_<level>.flv`` (H.264/AAC in FLV), its
+  ``AudioWAV/<same>.wav`` (16 kHz mono, as CREMA-D ships them) and ``faces/<same>/{k}.png``
+  (what ``prepare --faces mtcnn`` makes); no split files (its folds are generated).
+* RAVDESS: ``Actor_NN/01-01-EE-01-SS-RR-NN.mp4`` (audio-video speech clips) and
+  ``faces/<same>/{k}.png``; no split files.
+
+CREMA-D and RAVDESS clips are spread over 10 actors (clip k of a class is actor k % 10's), so
+that speaker-independent folds can be generated from them.
 """
 from __future__ import annotations
 
@@ -26,6 +34,8 @@ from pathlib import Path
 
 import numpy as np
 
+from mma_dfer.datasets import get as dataset_info
+from mma_dfer.datasets.layouts import CREMAD_EMOTIONS
 from mma_dfer.labels import CLASS_NAMES
 
 FPS = 25
@@ -112,8 +122,8 @@ def _write_frames(folder: Path, frames: np.ndarray, names) -> None:
         Image.fromarray(img).save(folder / name)
 
 
-def _fold_of(index_in_class: int) -> int:
-    return index_in_class % 5 + 1
+def _fold_of(index_in_class: int, folds: int) -> int:
+    return index_in_class % folds + 1
 
 
 def _write_clip(root: Path, dataset: str, size: int, frame_range: tuple[int, int], job: tuple) -> None:
@@ -133,6 +143,62 @@ def _write_clip(root: Path, dataset: str, size: int, frame_range: tuple[int, int
         _write_frames(root / "data/faces" / cid, frames, [f"{i}.png" for i in range(n)])
 
 
+ACTORS = 10  # the generated CREMA-D and RAVDESS datasets' speakers
+CREMAD_SENTENCES = ("IEO", "TIE", "IOM", "IWW", "TAI", "MTI", "IWL", "ITH", "DFA", "ITS", "TSI", "WSI")
+
+
+def layout_name(dataset: str, label: int, k: int) -> str:
+    """The real-layout name of the generated ``dataset``'s k-th clip of class ``label``."""
+    actor, turn = k % ACTORS, k // ACTORS
+    if dataset == "cremad":
+        return f"{1001 + actor}_{CREMAD_SENTENCES[turn % 12]}_{CREMAD_EMOTIONS[label]}_XX"
+    if turn >= 4:
+        raise ValueError("a generated RAVDESS actor has 4 clips per emotion (2 statements x 2 repetitions)")
+    return f"01-01-{label + 1:02d}-01-{turn % 2 + 1:02d}-{turn // 2 + 1:02d}-{actor + 1:02d}"
+
+
+def _write_layout_clip(root: Path, dataset: str, size: int, frame_range: tuple[int, int], job: tuple) -> None:
+    """Render and write one CREMA-D or RAVDESS clip (video, face frames, and CREMA-D's wav)."""
+    import wave
+
+    name, label, seed = job
+    num_classes = len(dataset_info(dataset).classes)
+    rng = np.random.default_rng(seed)
+    n = int(rng.integers(frame_range[0], frame_range[1] + 1))
+    frames = render_frames(label, num_classes, n, size, rng)
+    if dataset == "cremad":
+        write_mp4(root / "VideoFlash" / f"{name}.flv", frames, render_audio(label, num_classes, n / FPS, rng))
+        pcm = render_audio(label, num_classes, n / FPS, rng, rate=16000, channels=1)[0]
+        (root / "AudioWAV").mkdir(parents=True, exist_ok=True)
+        with wave.open(str(root / "AudioWAV" / f"{name}.wav"), "wb") as w:
+            w.setnchannels(1)
+            w.setsampwidth(2)
+            w.setframerate(16000)
+            w.writeframes((np.clip(pcm, -1, 1) * 32767).astype("<i2").tobytes())
+    else:
+        write_mp4(root / f"Actor_{name[-2:]}" / f"{name}.mp4", frames, render_audio(label, num_classes, n / FPS, rng))
+    _write_frames(root / "faces" / name, frames, [f"{i}.png" for i in range(n)])
+
+
+def make_layout_dataset(dataset: str, out: str | Path, clips_per_class: int = 10, seed: int = 0, size: int = 64,
+                        min_frames: int = 20, max_frames: int = 40, workers: int = 1) -> Path:
+    """A generated CREMA-D or RAVDESS in its real layout (file names as the dataset names them)."""
+    root = Path(out)
+    rng = np.random.default_rng(seed)
+    jobs = [(layout_name(dataset, label, k), label, int(rng.integers(2 ** 63)))
+            for label in range(len(dataset_info(dataset).classes)) for k in range(clips_per_class)]
+    write = partial(_write_layout_clip, root, dataset, size, (min_frames, max_frames))
+    if workers > 1:
+        import multiprocessing
+
+        with multiprocessing.get_context("fork").Pool(workers) as pool:
+            pool.map(write, jobs, chunksize=max(1, len(jobs) // (4 * workers)))
+    else:
+        for job in jobs:
+            write(job)
+    return root
+
+
 def make_dataset(dataset: str, out: str | Path, clips_per_class: int = 10, seed: int = 0, size: int = 64,
                  min_frames: int = 20, max_frames: int = 40, workers: int = 1) -> Path:
     """Write a generated dataset in ``dataset``'s real layout under ``out``; returns the root.
@@ -140,7 +206,9 @@ def make_dataset(dataset: str, out: str | Path, clips_per_class: int = 10, seed:
     Clip k of each class belongs to the test set of fold ``k % 5 + 1`` and the train set of
     the other four, so every fold's test set has every class when ``clips_per_class >= 5``.
     Each clip is rendered from its own seed (drawn from ``seed``), so ``workers`` processes
-    write exactly the dataset one process writes."""
+    write exactly the dataset one process writes. CREMA-D and RAVDESS: :func:`make_layout_dataset`."""
+    if dataset in ("cremad", "ravdess"):
+        return make_layout_dataset(dataset, out, clips_per_class, seed, size, min_frames, max_frames, workers)
     if dataset not in CLASS_NAMES:
         raise ValueError(f"unknown dataset {dataset!r}; expected one of {sorted(CLASS_NAMES)}")
     root = Path(out)
@@ -151,7 +219,7 @@ def make_dataset(dataset: str, out: str | Path, clips_per_class: int = 10, seed:
         for k in range(clips_per_class):
             clip_id = len(jobs) + 1
             jobs.append((clip_id, label, int(rng.integers(2 ** 63))))
-            rows.append((clip_id, label, _fold_of(k)))
+            rows.append((clip_id, label, _fold_of(k, dataset_info(dataset).folds)))
     write = partial(_write_clip, root, dataset, size, (min_frames, max_frames))
     if workers > 1:
         import multiprocessing
@@ -161,7 +229,7 @@ def make_dataset(dataset: str, out: str | Path, clips_per_class: int = 10, seed:
     else:
         for job in jobs:
             write(job)
-    for fold in range(1, 6):
+    for fold in range(1, dataset_info(dataset).folds + 1):
         for split in ("train", "test"):
             chosen = [(c, lab) for c, lab, f in rows if (f == fold) == (split == "test")]
             if dataset == "dfew":
@@ -192,7 +260,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 def run(args) -> int:
     root = make_dataset(args.dataset, args.out, args.clips_per_class, args.seed, args.size, workers=args.workers)
-    print(f"wrote a generated {args.dataset.upper()} dataset; use data.root={root.resolve()}")
+    print(f"wrote a generated {dataset_info(args.dataset).title} dataset; use data.root={root.resolve()}")
     return 0
 
 

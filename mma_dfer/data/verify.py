@@ -17,10 +17,7 @@ from mma_dfer.data.annotations import AnnotationError, Sample, read_split
 from mma_dfer.data.dataset import ClipDataset
 from mma_dfer.data.packed import StoreError
 from mma_dfer.data.video import ClipError
-from mma_dfer.labels import CLASS_NAMES
-
-# (train, test) of fold 1 as published (DFEW single-labelled; MAFW single-labelled with faces).
-PUBLISHED = {"dfew": {1: (9356, 2341)}, "mafw": {1: (7333, 1838)}}
+from mma_dfer.datasets import class_names, get as dataset_info, num_folds
 
 
 def check_clip(ds: ClipDataset, sample: Sample) -> list[str]:
@@ -50,7 +47,7 @@ def check_clip(ds: ClipDataset, sample: Sample) -> list[str]:
     except ClipError as e:
         if not (ds.cfg.audio_policy == "silence" and not ds.audio_source(sample).exists()):
             problems.append(str(e))
-    if not 0 <= sample.label < len(CLASS_NAMES[ds.cfg.dataset]):
+    if not 0 <= sample.label < len(class_names(ds.cfg)):
         problems.append(f"{sample.clip_id}: label {sample.label} out of range")
     return problems
 
@@ -67,7 +64,7 @@ def check_packed_clip(ds: ClipDataset, sample: Sample) -> list[str]:
             problems.append(f"{clip.absent['path']}: {clip.absent['reason']} (data.audio_policy=error)")
     except ClipError as e:
         problems.append(str(e))
-    if not 0 <= sample.label < len(CLASS_NAMES[ds.cfg.dataset]):
+    if not 0 <= sample.label < len(class_names(ds.cfg)):
         problems.append(f"{sample.clip_id}: label {sample.label} out of range")
     return problems
 
@@ -77,7 +74,7 @@ def verify(config: str | None, overrides: list[str], folds: list[int], progress:
     checked: dict[str, list[str]] = {}
     for fold in folds:
         cfg = load_config(config, [*overrides, f"data.fold={fold}"]).data
-        names = CLASS_NAMES[cfg.dataset]
+        names = class_names(cfg)
         counts = {}
         for split in ("train", "test"):
             try:
@@ -100,7 +97,7 @@ def verify(config: str | None, overrides: list[str], folds: list[int], progress:
                     checked[s.clip_id] = check_clip(ds, s)
                 problems += checked[s.clip_id]
             counts[split] = Counter(s.label for s in samples)
-        pub = PUBLISHED.get(cfg.dataset, {}).get(fold)
+        pub = dataset_info(cfg.dataset).published.get(fold)  # (train, test) as published
         n_train, n_test = (sum(counts.get(k, Counter()).values()) for k in ("train", "test"))
         print(f"fold {fold}: train {n_train} test {n_test}" + (f"   (published: {pub[0]} / {pub[1]})" if pub else ""))
         for i, name in enumerate(names):
@@ -109,7 +106,10 @@ def verify(config: str | None, overrides: list[str], folds: list[int], progress:
 
 
 def run(args) -> int:
-    folds = list(range(1, 6)) if args.fold == "all" else [int(args.fold)]
+    if args.fold == "all":  # every fold of the dataset's protocol
+        folds = list(range(1, num_folds(load_config(args.config, args.overrides).data) + 1))
+    else:
+        folds = [int(args.fold)]
     problems = verify(args.config, args.overrides, folds)
     if problems:
         print(f"{len(problems)} problems:")

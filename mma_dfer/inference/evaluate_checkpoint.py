@@ -74,9 +74,13 @@ def load_model(path: Path, cfg=None) -> Loaded:
     if path.is_file():
         model = from_authors_checkpoint(path, label_order="canonical")
         if cfg is None:
-            dataset = {7: "dfew", 11: "mafw"}.get(model.num_classes)
+            from mma_dfer.datasets import REGISTRY, paper_dataset
+
+            dataset = paper_dataset(model.num_classes)
             if dataset is None:
-                raise ConfigError(f"{path} has {model.num_classes} classes: neither DFEW (7) nor MAFW (11)")
+                known = ", ".join(f"{d.title} ({len(d.classes)})" for d in REGISTRY.values() if d.paper)
+                raise ConfigError(f"{path} has {model.num_classes} classes: none of the paper's datasets ({known}); "
+                                  "pass --config")
             cfg = load_config(None, [f"data.dataset={dataset}", f"data.resolution={model.image_size}"])
         if model.num_classes != cfg.model.num_classes:
             raise ConfigError(f"{path} has {model.num_classes} classes but data.dataset={cfg.data.dataset} has "

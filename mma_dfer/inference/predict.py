@@ -308,7 +308,7 @@ def check_arguments(args) -> Optional[str]:
 def run(args) -> int:
     from mma_dfer.inference.precision import apply_precision, precision_for
     from mma_dfer.inference.evaluate_checkpoint import load_model
-    from mma_dfer.labels import CLASS_NAMES
+    from mma_dfer.datasets import class_names as dataset_classes
 
     import decord
 
@@ -332,7 +332,7 @@ def run(args) -> int:
         return 2
     dtype = apply_precision(model, precision)
     model.to(device)
-    class_names = CLASS_NAMES[cfg.data.dataset]
+    class_names = dataset_classes(cfg.data)  # the run's config.yaml records a manifest's
     data_cfg = replace(cfg.data, audio_policy=args.audio_policy, cache_dir=None)
     opts = PredictOptions(args.faces, args.clips, args.window, args.stride, args.margin)
     files, problems = collect_videos(args.inputs)

@@ -263,6 +263,7 @@ def from_authors_checkpoint(path: str | Path, label_order: str = "authors"):
     ``label_order="authors"`` keeps the logits in the authors' class order (identical logits to
     their code); ``"canonical"`` permutes the classifier rows into this project's order (only
     MAFW differs; see :mod:`mma_dfer.labels`)."""
+    from mma_dfer.datasets import paper_dataset
     from mma_dfer.labels import CLASS_NAMES, LIST_ORDERS, to_canonical
     from mma_dfer.models.mma_dfer import MMADFER
 
@@ -270,7 +271,7 @@ def from_authors_checkpoint(path: str | Path, label_order: str = "authors"):
     state, epoch = load_authors_state(path)
     cfg, geometry = _authors_config(state, path)
     model = MMADFER(cfg, cfg.num_classes, **geometry)
-    dataset = {7: "dfew", 11: "mafw"}.get(cfg.num_classes)
+    dataset = paper_dataset(cfg.num_classes)
     if label_order == "canonical" and dataset:
         perm = to_canonical(dataset, "mma")  # authors' row i is canonical class perm[i]
         for key in ("head.weight", "head.bias"):

@@ -16,7 +16,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Optional
 
-from mma_dfer.cluster.aggregate import FOLDS, PAPER, AggregateError, collect_all, read_result
+from mma_dfer import datasets
+from mma_dfer.cluster.aggregate import AggregateError, collect_all, read_result
 from mma_dfer.cluster.sweep import DEFINITION, Sweep, SweepError, Variant, load_sweep
 
 LOOSE = "runs outside any sweep"
@@ -77,7 +78,7 @@ def _table(folder: Path, exclude=()) -> tuple[dict, list]:
     if not folder.is_dir():
         return {}, []
     try:
-        return collect_all(folder, FOLDS, exclude=exclude, strict=False)
+        return collect_all(folder, exclude=exclude, strict=False)
     except AggregateError as e:
         raise ReportError(str(e)) from None
 
@@ -155,14 +156,14 @@ def read_report(root: str | Path) -> Report:
     loose_table, problems = _table(root, exclude=[s.folder for s in sweeps])
     loose = None
     if loose_table or problems:
-        expected = {(d, res): list(FOLDS) for d, rows in loose_table.items() for res in rows}
+        expected = {(d, res): row["expected"] for d, rows in loose_table.items() for res, row in rows.items()}
         loose = Group(LOOSE, None, loose_table, _runs(LOOSE, loose_table, expected), problems)
     return Report(root, sweeps, loose)
 
 
 def paper_table1(dataset: str, resolution: str) -> Optional[dict]:
     """The paper's Table 1 numbers (uar, war, uar_2clip, war_2clip) for a cell, or None."""
-    p = PAPER.get(dataset, {}).get(str(resolution))
+    p = datasets.paper(dataset, resolution)
     return dict(zip(("uar", "war", "uar_2clip", "war_2clip"), p)) if p else None
 
 

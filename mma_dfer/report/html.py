@@ -7,7 +7,8 @@ import datetime
 import html
 from typing import Optional
 
-from mma_dfer.cluster.aggregate import FOLDS
+from mma_dfer.cluster.aggregate import title as dataset_title
+from mma_dfer.datasets import NAMES
 from mma_dfer import figures
 from mma_dfer.report.collect import Group, Report, Run, paper_table1, read_curves
 
@@ -75,11 +76,12 @@ def figure(fig, caption: str) -> str:
 
 # -- Table 1 ------------------------------------------------------------------------------------
 
-def table1_section(group: Group, expected_folds: int, title: str) -> str:
+def table1_section(group: Group, expected_folds: Optional[int], title: str) -> str:
+    """``expected_folds``: a sweep's fold count (None: each row's protocol)."""
     table = group.table
-    datasets = [d for d in ("dfew", "mafw") if d in table] or sorted(table)
+    datasets = [d for d in NAMES if d in table] + sorted(set(table) - set(NAMES))  # the registry's order
     resolutions = sorted({res for d in datasets for res in table[d]} | {r.resolution for r in group.runs}, key=int)
-    head = "".join(f'<th colspan=6>{e(d.upper())}</th>' for d in datasets)
+    head = "".join(f'<th colspan=6>{e(dataset_title(d))}</th>' for d in datasets)
     sub = "".join("<th>UAR ours</th><th>paper</th><th>Δ</th><th>WAR ours</th><th>paper</th><th>Δ</th>"
                   for _ in datasets)
     body = []
@@ -94,7 +96,8 @@ def table1_section(group: Group, expected_folds: int, title: str) -> str:
                     key = f"{group.name}/{d}/res{res}/{metric}"
                     ours = row.get(f"{metric}_mean") if row else None
                     p = paper[metric] if paper else None
-                    cells += [mean_cell(f"{key}_mean", row, metric, expected_folds),
+                    n = expected_folds or len(row["expected"] if row else ())
+                    cells += [mean_cell(f"{key}_mean", row, metric, n),
                               num(f"{key}_paper", fmt(p), "num paper"), delta_cell(f"{key}_delta", ours, p)]
             body.append(f"<tr><td class=label>MMA (ours)_{e(res)}{star}</td>{''.join(cells)}</tr>")
         body += [mixed_row(table.get(d, {}).get(res), 1 + 6 * len(datasets)) for d in datasets]
@@ -112,8 +115,8 @@ def table1_section(group: Group, expected_folds: int, title: str) -> str:
                 groups.append({"label": f"{res}{star}", "uar": [f.get("uar" + suffix) for f in folds],
                                "war": [f.get("war" + suffix) for f in folds],
                                "paper": {m: paper[m + suffix] for m in ("uar", "war")} if paper else None})
-        out.append(figure(figures.folds_figure(groups, f"{d.upper()}: per-fold UAR / WAR by resolution (* = 2-clip)"),
-                          f"{d.upper()} per fold, {group.name}"))
+        out.append(figure(figures.folds_figure(groups, f"{dataset_title(d)}: per-fold UAR / WAR by resolution (* = 2-clip)"),
+                          f"{dataset_title(d)} per fold, {group.name}"))
     return "\n".join(out)
 
 
@@ -271,7 +274,7 @@ def render(report: Report) -> str:
     for s, g in table1:
         body.append(table1_section(g, len(s.sweep.folds), f"{s.sweep.title}: {g.name}"))
     if report.loose:
-        body.append(table1_section(report.loose, len(FOLDS), "Runs outside any sweep"))
+        body.append(table1_section(report.loose, None, "Runs outside any sweep"))
     body += [ablation_section(s) for s in ablations]
     body.append(problems_section(runs, [p for g in report.groups() for p in g.problems]))
     body.append('<h2 id="runs">Runs</h2><p class=small>Per run: recall per class, the confusion matrix and the '

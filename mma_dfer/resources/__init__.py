@@ -43,6 +43,13 @@ def config_path(value: str | Path) -> Path:
     return find(value, CONFIGS, ".yaml", "config")
 
 
+def paper_config(dataset: str, resolution) -> str:
+    """The shipped paper config of a dataset and resolution (``dfew_160``), else ``paper`` (the
+    paper's protocol, which the run's overrides point at the dataset: CREMA-D, RAVDESS, a manifest)."""
+    name = f"{dataset}_{resolution}"
+    return name if (CONFIGS / f"{name}.yaml").is_file() else "paper"
+
+
 def sweep_path(value: str | Path) -> Path:
     return find(value, SWEEPS, ".yaml", "sweep file")
 

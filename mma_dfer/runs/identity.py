@@ -30,6 +30,7 @@ NOT_IDENTITY = {
     "data.annotations": "the list format; what it lists is data.split_train/data.split_test",
     "data.train_list": "a path; what it lists is data.split_train",
     "data.test_list": "a path; what it lists is data.split_test",
+    "data.manifest": "a path; the file's content is data.manifest_sha256",
     "data.num_workers": "loader processes",
     "data.cache_dir": "where the cache is; whether frames come through it is data.cached",
     "model.video_checkpoint": "a path; the file's content is model.video_checkpoint_sha256",
@@ -57,6 +58,16 @@ DERIVED = {
     "deepspeed.precision": "float32, bfloat16/float16 (whole module) or autocast-bfloat16/-float16",
     "deepspeed.zero_stage": "ZeRO stage 0-3",
     "init.weights_sha256": "--init-from: sha256 of the trainable weights the run started from (null: none)",
+    "data.manifest_sha256": "data.dataset=manifest: sha256 of the manifest CSV (absent otherwise)",
+}
+# Fields added after VERSION 1, with the value that leaves them out of the identity: a run that
+# does not use them (every DFEW and MAFW run) keeps the identity and fingerprint it had before.
+LATER = {
+    "data.class_names": None,
+    "data.num_folds": None,
+    "data.fold_seed": 0,
+    "data.vocal_channel": "speech",
+    "data.manifest_sha256": None,
 }
 # Fields that differ between the folds of one table row (the aggregator compares the rest).
 PER_FOLD = ("data.fold", "data.split_train", "data.split_test")
@@ -138,8 +149,9 @@ def run_identity(cfg, ds: dict, train: list, test: list, init_weights: Optional[
         "deepspeed.precision": precision_of(ds),
         "deepspeed.zero_stage": int(ds.get("zero_optimization", {}).get("stage", 0)),
         "init.weights_sha256": init_weights,
+        "data.manifest_sha256": file_sha256(cfg.data.manifest),
     })
-    return dict(sorted(out.items()))
+    return dict(sorted((k, v) for k, v in out.items() if k not in LATER or v != LATER[k]))
 
 
 def fingerprint(identity: dict) -> str:

@@ -8,7 +8,7 @@ from typing import Optional
 
 import torch
 
-from mma_dfer.labels import CLASS_NAMES
+from mma_dfer.datasets import class_names, num_folds
 
 
 def git_commit() -> Optional[str]:
@@ -43,6 +43,6 @@ def make_result(cfg, evals: dict, epoch: int, **extra) -> dict:
         "uar_2clip": two["uar"] if two else None, "war_2clip": two["war"] if two else None,
         "num_test_clips": first["num_clips"], "skipped_test_clips": first["skipped"],
         "confusion_matrix": first["confusion"], "confusion_matrix_2clip": two["confusion"] if two else None,
-        "class_names": CLASS_NAMES[cfg.data.dataset], **extra,
+        "class_names": class_names(cfg.data), "folds": num_folds(cfg.data), **extra,
         "git_commit": git_commit(), "versions": versions(), "name": cfg.name,
     }

@@ -28,7 +28,7 @@ from mma_dfer.config import Config, save_config
 from mma_dfer.data.annotations import read_split
 from mma_dfer.data.dataset import ClipDataset, collate, placeholder_inputs
 from mma_dfer.inference.evaluate import evaluate
-from mma_dfer.labels import CLASS_NAMES
+from mma_dfer.datasets import class_names
 from mma_dfer.runs import checkpoints
 from mma_dfer.runs.folder import claim, write_identity
 from mma_dfer.runs.identity import check_same, fingerprint, flatten, run_identity
@@ -377,7 +377,7 @@ class Trainer:
 
             d = self.cfg.data
             title = confusion_title(d.dataset, d.fold, st["epoch"], metrics["uar"], metrics["war"])
-            self.logger.confusion(st["global_step"], confusion, CLASS_NAMES[d.dataset], title)
+            self.logger.confusion(st["global_step"], confusion, class_names(d), title)
 
     def run(self) -> Optional[dict]:
         """The whole job. Before anything is written the run folder is checked to hold nothing
