@@ -287,7 +287,7 @@ def plot(table: dict, folder: str | Path) -> list[Path]:
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
-    p.add_argument("runs_root")
+    p.add_argument("runs_root", help="the folder searched for result.json files (e.g. runs)")
     p.add_argument("--json", help="write the aggregate JSON here")
     p.add_argument("--csv", help="write per-fold rows, means, stds and the paper's numbers here")
     p.add_argument("--folds", default="1-5", help="expected folds (default 1-5)")

@@ -16,10 +16,10 @@ MTCNN_HINT = "pip install --no-deps facenet-pytorch==2.6.0"
 
 
 def add_arguments(p) -> None:
-    p.add_argument("--dataset", choices=sorted(LAYOUTS), required=True)
+    p.add_argument("--dataset", choices=sorted(LAYOUTS), required=True, help="which layout --raw has")
     p.add_argument("--raw", required=True, help="the dataset as downloaded (its fold files and clips)")
     p.add_argument("--out", required=True, help="output folder (a complete data.root); may equal --raw")
-    p.add_argument("--workers", type=int, default=1)
+    p.add_argument("--workers", type=int, default=1, help="processes preparing clips")
     p.add_argument("--faces", choices=("mtcnn", "none"), default="none",
                    help="MTCNN face crops (MAFW; DFEW ships aligned faces) or none")
     p.add_argument("--margin", type=float, default=FACE_MARGIN, help="square side = margin x the larger box side")

@@ -8,7 +8,7 @@ from pathlib import Path
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
-    p.add_argument("runs_root")
+    p.add_argument("runs_root", help="the folder of the runs and sweeps (e.g. runs)")
     p.add_argument("--out", help="the HTML file (default: RUNS_ROOT/report.html)")
 
 

@@ -1,7 +1,7 @@
 """One fold at one resolution, trained the paper's way through the DeepSpeed engine.
 
 ``run(cfg, ds_config, resume, init_from)`` is the whole job: distributed set-up, data, model, DeepSpeed,
-the epoch loop (cosine LR stepped per epoch, checkpoint every epoch and on SIGUSR1/SIGTERM),
+the epoch loop (cosine LR stepped per epoch, checkpoint every epoch and on SIGUSR1/SIGTERM/Ctrl-C),
 the final 1-clip and 2-clip evaluation and ``result.json``. Exit paths: normal completion;
 :class:`Preempted` after a signal (checkpoint written, the caller requeues); an exception
 (nothing overwritten).
@@ -42,7 +42,7 @@ from mma_dfer.training.loss_window import LossWindow
 from mma_dfer.training.rng import rng_state, set_rng_state
 from mma_dfer.training.sampler import GlobalBatchSampler
 from mma_dfer.training.schedule import cosine_lr, set_lr
-from mma_dfer.training.signals import FAULT_ENV, Preempted, StopFlag
+from mma_dfer.training.signals import Preempted, StopFlag, fault_hook
 from mma_dfer.utils import atomic_write_json, seed_everything
 
 log = logging.getLogger("mma_dfer.train")
@@ -238,7 +238,7 @@ class Trainer:
         window = LossWindow(cfg.train.log_every * self.sampler.accum, self.device)
         skipped, t0, seen = [], time.time(), 0
         mark = (t0, 0)  # time and clips at the last log line: its rate covers the steps since
-        fault_at = int(os.environ.get(FAULT_ENV, "0"))
+        fault_at, fault_signal = fault_hook()
         for batch in self.loader():
             if st["step_in_epoch"] >= steps:
                 break
@@ -258,7 +258,7 @@ class Trainer:
             st["step_in_epoch"] += 1
             st["global_step"] += 1
             if env.is_main and fault_at and st["global_step"] == fault_at:
-                os.kill(os.getpid(), signal.SIGUSR1)
+                os.kill(os.getpid(), fault_signal)
             if bar is not None:
                 bar.update(1)
             # The device is read (and the ranks agree) every log_every steps, at the epoch's end,
