@@ -170,7 +170,9 @@ def _predict(sub) -> None:
     p.add_argument("--csv", metavar="FILE", help="the same as a CSV table")
     p.add_argument("--plot", metavar="FILE.png", help="draw the emotion timeline (with --window)")
     p.add_argument("--batch-size", type=int, default=8, help="clips per forward pass")
-    p.add_argument("--workers", type=int, default=0, help="processes decoding videos (and finding faces)")
+    p.add_argument("--workers", type=int, default=1,
+                   help="processes decoding videos and finding faces beside the model (default 1, the fast path: "
+                        "with MTCNN ~9x faster than 0, which does it all in this process)")
     p.add_argument("--device", choices=("auto", "cpu", "cuda"), default="auto",
                    help="auto (default): a GPU when there is one")
     p.add_argument("--precision", choices=PRECISION_CHOICES, default=None,

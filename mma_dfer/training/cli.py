@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import signal
 import sys
 
 INTERRUPTED_EXIT_CODE = 130  # the shell's code for Ctrl-C: the second one stops at once
@@ -73,7 +74,8 @@ def train_and_report(args, cfg) -> int:
     try:
         train(cfg, ds_config, args.resume, args.init_from)
     except Preempted as e:
-        print(f"preempted: {e}; the same command resumes: {resume_command()}", file=sys.stderr)
+        what = "interrupted (Ctrl-C)" if e.signum == signal.SIGINT else "preempted"
+        print(f"{what}: {e}; the same command resumes: {resume_command()}", file=sys.stderr)
         return PREEMPTED_EXIT_CODE
     except KeyboardInterrupt:  # a second Ctrl-C: stopped at once, without a checkpoint of this moment
         print(f"interrupted: stopped at once; the last complete checkpoint is kept, the same command resumes "

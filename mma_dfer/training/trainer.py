@@ -115,7 +115,10 @@ class Trainer:
         self.train_set = ClipDataset(self.train_samples, cfg.data, train=True, seed=cfg.train.seed)
         import deepspeed
 
+        from mma_dfer.training import cpu_op
+
         if not dist.is_initialized():
+            cpu_op.prepare(env.world_size, env.is_main)
             deepspeed.init_distributed(dist_backend="nccl" if torch.cuda.is_available() else "gloo",
                                        auto_mpi_discovery=False,
                                        timeout=set_collective_timeout(cfg.train.collective_timeout_s))
@@ -398,7 +401,7 @@ class Trainer:
         if self.resume_from is not None:
             self.load(self.resume_from)
         if env.is_main:
-            log.info("run %s (config %s): %d train clips, %d test clips, %d steps/epoch, world %d (%s)%s",
+            log.info("run %s (run fingerprint %s): %d train clips, %d test clips, %d steps/epoch, world %d (%s)%s",
                      self.run_dir, self.fingerprint, len(self.train_set), len(self.test_samples),
                      self.sampler.steps_per_epoch, env.world_size, env.source,
                      ", resumed" if self.resume_from is not None else "")
