@@ -147,7 +147,19 @@ def _verify(sub) -> None:
     p.add_argument("--fold", default="all", help="1-5 or all (default)")
     p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
                    help="override a config field, e.g. --set data.root=/data/DFEW (repeatable)")
-    p.set_defaults(func=_lazy("mma_dfer.data.verify"))
+    p.set_defaults(func=cmd_verify)
+
+
+def cmd_verify(args) -> int:
+    """``verify``: its flags and the config checked before the decoders and torch are imported
+    (a typo answers at once), then every clip (a missing root or fold file is one of its problems)."""
+    from mma_dfer.config import load_config
+
+    if args.fold != "all" and args.fold not in ("1", "2", "3", "4", "5"):
+        print(f"error: --fold {args.fold}: a fold of the 5-fold protocol (1-5) or all", file=sys.stderr)
+        return 2
+    load_config(args.config, args.overrides)
+    return _lazy("mma_dfer.data.verify")(args)
 
 
 def _predict(sub) -> None:

@@ -129,7 +129,7 @@ def check_is_video(path: Path) -> None:
     import av
 
     if not path.is_file():
-        raise ClipError(path, "file not found")
+        return  # the decoder names it ("video file not found")
     try:
         with av.open(str(path)) as container:
             has_video = bool(container.streams.video)
