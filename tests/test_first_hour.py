@@ -90,7 +90,7 @@ def test_train_and_evaluate_check_the_file_system_before_importing_torch(dfew_ro
     for (argv, message), r in zip(cases, out["runs"]):
         lines = r["err"].strip().splitlines()
         assert r["rc"] == 2 and len(lines) == 1 and lines[0].startswith("error: ") and message in lines[0], (argv, r)
-        assert r["s"] < 1.0, (argv, r["s"])
+        assert r["s"] < 5.0, (argv, r["s"])  # ~0.1 s idle; importing torch alone took 6-46 s under load
 
 
 def test_evaluate_keeps_its_own_result_and_names_the_default_folder(tmp_path):
@@ -330,6 +330,7 @@ def test_report_figures_keep_points_at_100_and_uar_on_war():
 
 # -- 13: the documented Python API ----------------------------------------------------------------------
 
+@pytest.mark.slow
 def test_the_python_api_example_runs_as_documented(demo_root, tmp_path):
     doc = (ROOT / "docs/api.md").read_text()
     readme = (ROOT / "README.md").read_text()
@@ -347,4 +348,4 @@ def test_the_python_api_example_runs_as_documented(demo_root, tmp_path):
     proc = subprocess.run([sys.executable, "-c", f"run, clip = {str(run)!r}, {str(clip)!r}\n" + rest], cwd=tmp_path,
                           capture_output=True, text=True, timeout=300, env={**os.environ, "PYTHONPATH": str(ROOT)})
     assert proc.returncode == 0, proc.stderr[-3000:]
-    assert proc.stdout.split()[0] in ("happy", "sad", "neutral", "angry", "surprise", "disgust", "fear"), proc.stdout
+    assert proc.stdout.strip().splitlines()[-1].split()[0] in ("happy", "sad", "neutral", "angry", "surprise", "disgust", "fear"), proc.stdout

@@ -72,8 +72,8 @@ def check_training(cfg, resume: str = "auto", init_from: Optional[str] = None) -
         raise PreflightError(f"{run_dir} already holds a run; --resume never starts only in a new or empty "
                              "output_dir (--resume auto continues the run there when it has this config)")
     if resume not in ("auto", "never") and not Path(resume).is_dir():
-        raise PreflightError(f"--resume {resume}: no such checkpoint folder (auto, never, or a checkpoint tag "
-                             "folder of this config's run)")
+        raise PreflightError(f"--resume {resume}: not a complete checkpoint (no such folder; give auto, never, or "
+                             "a checkpoint tag folder of this config's run)")
     if init_from and not Path(init_from).exists():
         raise PreflightError(f"--init-from {init_from}: no such run or checkpoint folder")
 
@@ -91,14 +91,14 @@ def _same_file(a: str, b: str) -> bool:
 
 
 def check_evaluation(cfg, checkpoint: str) -> None:
-    """What ``evaluate`` needs on disk: the checkpoint, the pretrained files a run's model is
-    rebuilt on (an authors' file holds its whole model), and the test data (``cfg`` None: the
-    checkpoint's config is not known yet)."""
+    """What ``evaluate`` needs on disk: the checkpoint, and for a run's checkpoint the pretrained
+    files its model is rebuilt on and the test data (``cfg`` None: the run's config is not known
+    yet). An authors' file holds its whole model; the config is checked against it (its classes,
+    its size) when it is read, before its test data."""
     if not Path(checkpoint).exists():
         raise PreflightError(f"--checkpoint {checkpoint}: no such run folder, checkpoint folder or file")
-    if cfg is not None:
-        if Path(checkpoint).is_dir():
-            check_pretrained(cfg.model)
+    if cfg is not None and Path(checkpoint).is_dir():
+        check_pretrained(cfg.model)
         read_split(cfg.data, "test")
 
 
