@@ -120,6 +120,9 @@ def folds_figure(groups: list[dict], title: str):
                         clip_on=False)
                 if not g.get("refused"):
                     ax.plot([i - 0.3, i + 0.3], [np.mean(vals)] * 2, color=OURS, lw=2.5)
+                else:
+                    ax.text(i, 0.02, "not averaged", transform=ax.get_xaxis_transform(), ha="center", fontsize=7,
+                            color=PAPER)
             if g.get("paper"):
                 ax.plot([i - 0.3, i + 0.3], [g["paper"][metric]] * 2, color=PAPER, lw=2.5)
         ax.set_xticks(range(len(groups)), [g["label"] for g in groups], fontsize=8)
@@ -148,6 +151,9 @@ def ablation_figure(rows: list[dict], title: str):
                 ax.plot(vals, np.full(len(vals), yi), "o", color=OURS, ms=4, clip_on=False)
                 if not r.get("refused"):
                     ax.plot([np.mean(vals)] * 2, [yi - 0.3, yi + 0.3], color=OURS, lw=2.5)
+                else:
+                    ax.text(0.99, yi + 0.15, "not averaged", transform=ax.get_yaxis_transform(), ha="right",
+                            va="bottom", fontsize=7, color=PAPER)
             if r.get("paper"):
                 ax.plot([r["paper"][metric]] * 2, [yi - 0.3, yi + 0.3], color=PAPER, lw=2.5)
         ax.set_title(f"{metric.upper()} (%)", fontsize=10)

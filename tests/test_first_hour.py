@@ -229,7 +229,8 @@ def test_predict_names_non_videos_empty_folders_faceless_and_near_chance(tmp_pat
     (tmp_path / "empty").mkdir()
     assert main(["predict", str(tmp_path / "empty"), "--checkpoint", str(tmp_path), "--faces", "none"]) == 1
     err = capsys.readouterr().err
-    assert "no video files in this folder" in err and f"nothing to predict: no video files in {tmp_path / 'empty'}" in err
+    assert "no video files in this folder" in err
+    assert f"nothing to predict: no video files in {tmp_path / 'empty'}" in err
     probs = {c: p for c, p in zip("abcdefg", [0.25, 0.125, 0.125, 0.125, 0.125, 0.125, 0.125])}
     cartoon = {"file": "cartoon.mp4", "window_start": 0.0, "window_end": 12.0, "top_class": "a",
                "probabilities": probs, "faces_detected": 0.45, "silent_audio": False}
@@ -348,4 +349,5 @@ def test_the_python_api_example_runs_as_documented(demo_root, tmp_path):
     proc = subprocess.run([sys.executable, "-c", f"run, clip = {str(run)!r}, {str(clip)!r}\n" + rest], cwd=tmp_path,
                           capture_output=True, text=True, timeout=300, env={**os.environ, "PYTHONPATH": str(ROOT)})
     assert proc.returncode == 0, proc.stderr[-3000:]
-    assert proc.stdout.strip().splitlines()[-1].split()[0] in ("happy", "sad", "neutral", "angry", "surprise", "disgust", "fear"), proc.stdout
+    top = proc.stdout.strip().splitlines()[-1].split()[0]  # (DeepSpeed prints a warning on stdout first)
+    assert top in ("happy", "sad", "neutral", "angry", "surprise", "disgust", "fear"), proc.stdout

@@ -272,7 +272,8 @@ def test_bad_files_are_named_once_and_the_others_predicted(run_dir, demo_root, t
     assert f"error: {empty}: no video files in this folder" in err
     assert [r["file"] for r in json.loads((tmp_path / "p.json").read_text())] == [good]
     assert f"error: {text}: not a video file" in err
-    assert "predicted 1 of 6 videos (1 clip) in" in out and out.rstrip().endswith("; 5 failed; 1 folder(s) without videos")
+    assert "predicted 1 of 6 videos (1 clip) in" in out
+    assert out.rstrip().endswith("; 5 failed; 1 folder(s) without videos")
 
 
 def test_bad_arguments_exit_with_2(run_dir, demo_root, tmp_path, capsys):

@@ -189,8 +189,9 @@ def collect_all(root: str | Path, folds=FOLDS, resolutions: Optional[list[str]] 
                                for f, (path, r) in present.items()}}
         row["duplicates"] = {str(f): [str(p) for p in duplicates[(dataset, res, f)]] for f in folds
                              if (dataset, res, f) in duplicates}
-        row["duplicate"] = (f"{dataset} res {res}: " + "; ".join(f"fold {f} has {len(paths)} results ({', '.join(paths)})"
-                                                                  for f, paths in row["duplicates"].items())
+        row["duplicate"] = (f"{dataset} res {res}: "
+                            + "; ".join(f"fold {f} has {len(paths)} results ({', '.join(paths)})"
+                                        for f, paths in row["duplicates"].items())
                             + ": not averaged (keep one run per fold; move the others out of the runs root)"
                             if row["duplicates"] else None)
         row["missing"] = [f for f in folds if str(f) not in row["folds"] and str(f) not in row["duplicates"]]

@@ -232,7 +232,8 @@ def evaluate_and_write(args) -> int:
         atomic_write_json(args.predictions, prediction_records(test, evals, result["class_names"]))
     two = f"; 2-clip UAR {result['uar_2clip']:.2f} WAR {result['war_2clip']:.2f}" if result["uar_2clip"] is not None else ""
     print(f"{cfg.data.dataset} fold {cfg.data.fold} res {cfg.data.resolution}: UAR {result['uar']:.2f} "
-          f"WAR {result['war']:.2f}{two} ({result['num_test_clips']} clips, {precision}, run fingerprint {fingerprint}); "
+          f"WAR {result['war']:.2f}{two} ({result['num_test_clips']} clips, {precision}, "
+          f"run fingerprint {fingerprint}); "
           f"wrote {out / 'result.json'}")
     return 0
 

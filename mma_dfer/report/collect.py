@@ -42,7 +42,9 @@ class Run:
 
     @property
     def key(self) -> str:
-        return f"{self.group}/{self.dataset}/res{self.resolution}/fold{self.fold}"
+        """Unique in the page: a duplicated fold's runs also by their folder."""
+        key = f"{self.group}/{self.dataset}/res{self.resolution}/fold{self.fold}"
+        return key + (f"@{self.folder}" if self.status == "duplicate" else "")
 
 
 @dataclass

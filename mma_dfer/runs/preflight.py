@@ -30,7 +30,7 @@ class PreflightError(ValueError):
 
 def check_pretrained(model) -> None:
     """Each pretrained encoder file the model section names (for a branch it builds) exists."""
-    uses = {"video": model.modalities in ("audiovisual", "video"), "audio": model.modalities in ("audiovisual", "audio")}
+    uses = {branch: model.modalities in ("audiovisual", branch) for branch in ("video", "audio")}
     for field, (branch, what) in PRETRAINED.items():
         path = getattr(model, field)
         if path and uses[branch] and not Path(path).is_file():
