@@ -240,7 +240,7 @@ def test_predict_names_non_videos_empty_folders_faceless_and_near_chance(tmp_pat
         "probabilities (marked faces_detected in --json/--csv)"]
 
 
-def test_the_timeline_pales_a_top_class_near_chance():
+def test_the_timeline_marks_a_top_class_near_chance():
     from mma_dfer.inference.timeline import segment_edges, top_class_runs
 
     def rec(t, p):

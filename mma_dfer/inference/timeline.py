@@ -3,7 +3,7 @@
 Each window's probabilities are drawn as a stacked block over the part of the time axis it
 stands for (from the midpoint to its previous window's centre to the midpoint to its next
 one), so overlapping windows are neither interpolated nor hidden; a strip above names the top
-class over time (pale, its name with a "?", where its probability is near chance), and windows
+class over time (its name with a "?" where its probability is near chance), and windows
 with a face in fewer than half of their frames are hatched in both.
 """
 from __future__ import annotations
@@ -17,7 +17,7 @@ from mma_dfer.utils import atomic_write_bytes
 
 NO_FACE_HATCH = "////"
 # A top class whose probability is below this many times chance (1 / classes) is near chance:
-# the strip pales it and predict's table says so.
+# the strip's label and predict's table say so.
 NEAR_CHANCE = 2.0
 
 
@@ -86,10 +86,10 @@ def plot_timeline(records: list[dict], class_names: list[str], path: str | Path,
     total = edges[-1] - edges[0]
     runs = top_class_runs(records, edges)
     for name, start, end, unsure in runs:
-        strip.axvspan(start, end, color=colors[class_names.index(name)], linewidth=0, alpha=0.3 if unsure else 1.0)
+        strip.axvspan(start, end, color=colors[class_names.index(name)], linewidth=0)
         if end - start > 0.06 * total:
-            strip.text((start + end) / 2, 0.5, name + ("?" if unsure else ""), ha="center", va="center", fontsize=9,
-                       color="0.2" if unsure else "white", fontweight="bold")
+            strip.text((start + end) / 2, 0.5, name + (" ?" if unsure else ""), ha="center", va="center", fontsize=9,
+                       color="white", fontweight="bold")
     lost = [k for k, r in enumerate(records) if faceless(r)]
     for k in lost:
         for axis in (strip, ax):
@@ -100,8 +100,8 @@ def plot_timeline(records: list[dict], class_names: list[str], path: str | Path,
     strip.set_yticks([])
     strip.set_ylabel("top", rotation=0, ha="right", va="center")
     strip.tick_params(labelbottom=False)
-    strip.set_title(title + (f"  (pale, '?': top class p < {NEAR_CHANCE:g} x chance 1/{len(class_names)})"
-                             if any(r[3] for r in runs) else ""), fontsize=10)
+    strip.set_title(title + (f"  ('?': the top class's p < {NEAR_CHANCE:g} x chance, 1/{len(class_names)}: "
+                             "near chance)" if any(r[3] for r in runs) else ""), fontsize=10)
     ax.set_ylim(0, 1)
     ax.set_xlabel("time (s)")
     ax.set_ylabel("class probability")
