@@ -13,7 +13,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from tests.conftest import ROOT, data_cfg, result_stamp, run_train
+from tests.conftest import ROOT, data_cfg, run_train
 from tests.test_aggregate import aggregate, write_result
 from tests.test_report import cells_of, report, write_run
 
