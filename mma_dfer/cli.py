@@ -10,6 +10,20 @@ from __future__ import annotations
 import argparse
 import sys
 
+DESCRIPTION = ("Every job of MMA-DFER: train, evaluate, submit, aggregate and report (the launch/*.py scripts), "
+               "predict on new videos, prepare and verify datasets, the CPU demo. "
+               "'mma-dfer COMMAND --help' describes a command.")
+# The errors a command reports as one line with exit 2 (bad config or input): (module, class).
+# Matched by name in sys.modules, so that catching them never imports torch: an error class whose
+# module was never imported cannot have been raised.
+USER_ERRORS = (("mma_dfer.config", "ConfigError"), ("mma_dfer.data.annotations", "AnnotationError"),
+               ("mma_dfer.models.checkpoints", "CheckpointError"), ("mma_dfer.runs.identity", "IdentityError"))
+
+
+def _command(sub, name: str, text: str) -> argparse.ArgumentParser:
+    """A subcommand whose --help starts with what it does (the listing's line)."""
+    return sub.add_parser(name, help=text, description=text)
+
 
 def _config_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--config", help="experiment YAML, a file or a shipped config's name (default: the paper's "
@@ -53,8 +67,17 @@ def cmd_demo(args) -> int:
     if not (root / "EmoLabel_DataSplit").is_dir():
         print(f"generating the demo dataset in {root} ...")
         make_dataset("dfew", root, clips_per_class=10, seed=0)
+    from mma_dfer.training.signals import PREEMPTED_EXIT_CODE, Preempted
+
     cfg = load_config("demo", [f"data.root={root}", f"output_dir={args.output}", *args.overrides])
-    result = train(cfg, "cpu_fp32", args.resume)
+    try:
+        result = train(cfg, "cpu_fp32", args.resume)
+    except Preempted as e:
+        print(f"demo: {e}; 'mma-dfer demo' again continues it", file=sys.stderr)
+        return PREEMPTED_EXIT_CODE
+    except KeyboardInterrupt:
+        print("demo: interrupted; 'mma-dfer demo' again continues from its last checkpoint", file=sys.stderr)
+        return 130
     two = "" if result["uar_2clip"] is None else f"; 2-clip UAR {result['uar_2clip']:.2f}"
     print(f"demo: UAR {result['uar']:.2f} WAR {result['war']:.2f} (chance {100 / 7:.2f}){two}; "
           f"results in {args.output}/result.json")
@@ -71,7 +94,7 @@ def _lazy(module: str, function: str = "run"):
 
 
 def _params(sub) -> None:
-    p = sub.add_parser("params", help="parameter counts per part of the model")
+    p = _command(sub, "params", "parameter counts per part of the model")
     _config_args(p)
     p.add_argument("--forward", action="store_true", help="also run one forward/backward on random input")
     p.add_argument("--load-pretrained", action="store_true",
@@ -80,29 +103,31 @@ def _params(sub) -> None:
 
 
 def _demo(sub) -> None:
-    p = sub.add_parser("demo", help="generate the demo dataset and train the tiny model on CPU")
+    p = _command(sub, "demo", "generate the demo dataset and train the tiny model on CPU")
     p.add_argument("--data", default="data/demo-dfew", help="where the generated dataset goes")
     p.add_argument("--output", default="runs/demo", help="run folder")
     p.add_argument("--resume", default="auto", help="auto (default: a finished demo is shown, not retrained), "
                    "never, or a checkpoint folder")
-    p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE")
+    p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
+                   help="override a field of the demo config, e.g. --set train.epochs=2 (repeatable)")
     p.set_defaults(func=cmd_demo)
 
 
 def _make_data(sub) -> None:
     from mma_dfer.data import synthetic
 
-    p = sub.add_parser("make-data", help="write a generated dataset in a real layout (DFEW, MAFW, CREMA-D, RAVDESS)")
+    p = _command(sub, "make-data", "write a generated dataset in a real layout (DFEW, MAFW, CREMA-D, RAVDESS)")
     synthetic.add_arguments(p)
     p.set_defaults(func=_lazy("mma_dfer.data.synthetic"))
 
 
 def _inspect_clip(sub) -> None:
-    p = sub.add_parser("inspect-clip", help="run one clip through the test-time pipeline")
+    p = _command(sub, "inspect-clip", "run one clip through the test-time pipeline")
     p.add_argument("file", help="an mp4 clip, or a folder of numbered frames (then --audio)")
-    p.add_argument("--resolution", type=int, choices=(112, 160, 224), default=160)
-    p.add_argument("--audio-policy", choices=("error", "silence"), default="error")
-    p.add_argument("--clips", type=int, choices=(1, 2), default=1)
+    p.add_argument("--resolution", type=int, choices=(112, 160, 224), default=160, help="face crop size in pixels")
+    p.add_argument("--audio-policy", choices=("error", "silence"), default="error",
+                   help="a clip without an audio track: fail (default) or use silent audio")
+    p.add_argument("--clips", type=int, choices=(1, 2), default=1, help="test-time clips (2: the 2-clip protocol)")
     p.add_argument("--audio", help="wav file for a frame folder")
     p.add_argument("--png", help="write the frames and the spectrogram to this PNG")
     p.set_defaults(func=_lazy("mma_dfer.data.inspect"))
@@ -111,24 +136,38 @@ def _inspect_clip(sub) -> None:
 def _prepare(sub) -> None:
     from mma_dfer.data.prepare_args import add_arguments
 
-    p = sub.add_parser("prepare", help="extract 16 kHz audio and MTCNN faces from the raw datasets, pack them")
+    p = _command(sub, "prepare", "extract 16 kHz audio and MTCNN faces from the raw datasets, pack them")
     add_arguments(p)
     p.set_defaults(func=_lazy("mma_dfer.data.prepare"))
 
 
 def _verify(sub) -> None:
-    p = sub.add_parser("verify", help="check a prepared dataset: every clip decodes, counts per fold")
+    p = _command(sub, "verify", "check a prepared dataset: every clip decodes, counts per fold")
     p.add_argument("--config", help="experiment YAML (data.dataset, data.root, data.source, ...)")
     p.add_argument("--fold", default="all", help="a fold (1..K) or all (default: every fold of the dataset)")
-    p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE")
-    p.set_defaults(func=_lazy("mma_dfer.data.verify"))
+    p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
+                   help="override a config field, e.g. --set data.root=/data/DFEW (repeatable)")
+    p.set_defaults(func=cmd_verify)
+
+
+def cmd_verify(args) -> int:
+    """``verify``: its flags and the config checked before the decoders and torch are imported
+    (a typo answers at once), then every clip (a missing root or fold file is one of its problems)."""
+    from mma_dfer.config import load_config
+    from mma_dfer.datasets import num_folds
+
+    k = num_folds(load_config(args.config, args.overrides).data)
+    if args.fold != "all" and args.fold not in {str(f) for f in range(1, k + 1)}:
+        print(f"error: --fold {args.fold}: a fold of this dataset's {k}-fold protocol (1-{k}) or all", file=sys.stderr)
+        return 2
+    return _lazy("mma_dfer.data.verify")(args)
 
 
 def _predict(sub) -> None:
     from mma_dfer.data.prepare_args import FACE_MARGIN
     from mma_dfer.inference.precision import PRECISION_CHOICES
 
-    p = sub.add_parser("predict", help="a trained model on new videos: class probabilities per video or window")
+    p = _command(sub, "predict", "a trained model on new videos: class probabilities per video or window")
     p.add_argument("inputs", nargs="+", metavar="INPUT", help="video files, or folders of them (searched recursively)")
     p.add_argument("--checkpoint", required=True,
                    help="a run folder / checkpoint tag folder of this project, or an authors' model.pth")
@@ -144,8 +183,11 @@ def _predict(sub) -> None:
     p.add_argument("--csv", metavar="FILE", help="the same as a CSV table")
     p.add_argument("--plot", metavar="FILE.png", help="draw the emotion timeline (with --window)")
     p.add_argument("--batch-size", type=int, default=8, help="clips per forward pass")
-    p.add_argument("--workers", type=int, default=0, help="processes decoding videos (and finding faces)")
-    p.add_argument("--device", choices=("auto", "cpu", "cuda"), default="auto")
+    p.add_argument("--workers", type=int, default=1,
+                   help="processes decoding videos and finding faces beside the model (default 1, the fast path: "
+                        "with MTCNN ~9x faster than 0, which does it all in this process)")
+    p.add_argument("--device", choices=("auto", "cpu", "cuda"), default="auto",
+                   help="auto (default): a GPU when there is one")
     p.add_argument("--precision", choices=PRECISION_CHOICES, default=None,
                    help="default: the run's own (its result.json's precision; fp32 for an authors' file)")
     p.add_argument("--margin", type=float, default=FACE_MARGIN, help="face square = margin x the larger box side")
@@ -156,7 +198,7 @@ def _launched(sub, name: str, module: str, help: str) -> None:
     """A command that is also a ``launch/<name>.py`` script: the module's flags and run()."""
     import importlib
 
-    p = sub.add_parser(name, help=help, description=help)
+    p = _command(sub, name, help)
     importlib.import_module(module).add_arguments(p)
     p.set_defaults(func=_lazy(module))
 
@@ -173,7 +215,8 @@ LAUNCHED = [  # (command, module, help): the launch/ scripts
 
 
 def parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="mma-dfer", description=__doc__.split("\n\n")[0])
+    p = argparse.ArgumentParser(prog="mma-dfer", description=DESCRIPTION)
+    p.add_argument("--version", action="version", version=f"mma-dfer {version()}")
     sub = p.add_subparsers(dest="command", required=True, metavar="COMMAND")
     for name, module, text in LAUNCHED:
         _launched(sub, name, module, text)
@@ -182,17 +225,32 @@ def parser() -> argparse.ArgumentParser:
     return p
 
 
-def main(argv=None) -> int:
-    args = parser().parse_args(argv)
-    # a command runs: now its errors' modules may be imported (torch among them)
-    from mma_dfer.config import ConfigError
-    from mma_dfer.data.annotations import AnnotationError
-    from mma_dfer.models.checkpoints import CheckpointError
-    from mma_dfer.runs.identity import IdentityError
+def version() -> str:
+    """The installed package's version (a checkout run without installing: "unknown")."""
+    from importlib.metadata import PackageNotFoundError, version as installed
 
     try:
+        return installed("mma-dfer")
+    except PackageNotFoundError:
+        return "unknown (not installed)"
+
+
+def user_error(e: BaseException) -> bool:
+    """Whether ``e`` is one of :data:`USER_ERRORS` (looked up without importing anything)."""
+    for module, name in USER_ERRORS:
+        cls = getattr(sys.modules.get(module), name, None)
+        if cls is not None and isinstance(e, cls):
+            return True
+    return False
+
+
+def main(argv=None) -> int:
+    args = parser().parse_args(argv)
+    try:
         return args.func(args)
-    except (ConfigError, AnnotationError, CheckpointError, IdentityError) as e:
+    except Exception as e:
+        if not user_error(e):
+            raise
         print(f"error: {e}", file=sys.stderr)
         return 2
 

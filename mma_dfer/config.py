@@ -2,8 +2,8 @@
 
 One source of truth for every hyper-parameter. Each field's default is the paper's value
 (or, where the paper is silent, the value of the authors' code, which produced the paper's
-numbers). A YAML file may name a ``base:`` file (relative to itself) whose values it
-overrides; ``--set section.field=value`` overrides come last. Unknown keys and values of
+numbers). A YAML file may name a ``base:`` file (relative to itself, or a shipped config's
+name) whose values it overrides; ``--set section.field=value`` overrides come last. Unknown keys and values of
 the wrong type are errors that name the key, so a typo can never be silently ignored.
 """
 from __future__ import annotations
@@ -426,8 +426,22 @@ def _read_yaml(path: Path, seen: tuple = ()) -> dict:
     base = data.pop("base", None)
     if base is None:
         return data
-    merged = _read_yaml((path.parent / base), seen + (path,))
+    merged = _read_yaml(_base_path(path, base), seen + (path,))
     return _merge(merged, data)
+
+
+def _base_path(path: Path, base) -> Path:
+    """``base:`` of the YAML ``path``: a file next to it, else a shipped config's name (``base:
+    demo`` in a user's own YAML anywhere), else the missing file (named by the error)."""
+    from mma_dfer.resources import ResourceError, config_path
+
+    beside = path.parent / str(base)
+    if beside.is_file() or "/" in str(base):
+        return beside
+    try:
+        return config_path(str(base))
+    except ResourceError:
+        return beside
 
 
 def _merge(a: dict, b: dict) -> dict:

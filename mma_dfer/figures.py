@@ -81,9 +81,11 @@ def curves_figure(steps: dict, epochs: dict, x_label: str = "epoch"):
         ax.set_xlabel(x_label)
     axes[1].ticklabel_format(axis="y", style="sci", scilimits=(-2, 3))
     ax = axes[2]
-    for key, style in (("uar", "-o"), ("war", "--s")):
+    # WAR under UAR, as hollow squares around UAR's dots: equal values show both
+    for key, style, extra in (("war", "--s", {"ms": 7, "mfc": "none", "zorder": 2, "color": PAPER}),
+                              ("uar", "-o", {"ms": 3.5, "zorder": 3, "color": OURS})):
         if epochs.get(key):
-            ax.plot(epochs["x"], epochs[key], style, ms=3.5, lw=1.2, label=key.upper())
+            ax.plot(epochs["x"], epochs[key], style, lw=1.2, label=key.upper(), **extra)
     if epochs.get("uar"):
         ax.legend(fontsize=8)
     ax.set_title("test UAR / WAR (%)", fontsize=10)
@@ -106,15 +108,21 @@ def _legend(fig) -> None:
 def folds_figure(groups: list[dict], title: str):
     """Per-fold points, their mean and the paper's number, for UAR and WAR, side by side.
 
-    ``groups``: [{"label": "160 px", "uar": [per-fold], "war": [...], "paper": {"uar", "war"} | None}]"""
+    ``groups``: [{"label": "160 px", "uar": [per-fold], "war": [...], "paper": {"uar", "war"} | None,
+    "refused": the aggregator does not average these folds (no mean drawn)}]"""
     fig = _figure(1.8 + 1.6 * max(len(groups), 1), 3.2)
     axes = fig.subplots(1, 2)
     for ax, metric in zip(axes, ("uar", "war")):
         for i, g in enumerate(groups):
             vals = [v for v in g[metric] if v is not None]
             if vals:
-                ax.plot(np.full(len(vals), i) + np.linspace(-0.12, 0.12, len(vals)), vals, "o", color=OURS, ms=4)
-                ax.plot([i - 0.3, i + 0.3], [np.mean(vals)] * 2, color=OURS, lw=2.5)
+                ax.plot(np.full(len(vals), i) + np.linspace(-0.12, 0.12, len(vals)), vals, "o", color=OURS, ms=4,
+                        clip_on=False)
+                if not g.get("refused"):
+                    ax.plot([i - 0.3, i + 0.3], [np.mean(vals)] * 2, color=OURS, lw=2.5)
+                else:
+                    ax.text(i, 0.02, "not averaged", transform=ax.get_xaxis_transform(), ha="center", fontsize=7,
+                            color=PAPER)
             if g.get("paper"):
                 ax.plot([i - 0.3, i + 0.3], [g["paper"][metric]] * 2, color=PAPER, lw=2.5)
         ax.set_xticks(range(len(groups)), [g["label"] for g in groups], fontsize=8)
@@ -131,7 +139,8 @@ def folds_figure(groups: list[dict], title: str):
 def ablation_figure(rows: list[dict], title: str):
     """One line per variant: ours (per-fold dots and mean) against the paper, UAR and WAR.
 
-    ``rows``: [{"label": ..., "uar": [per-fold], "war": [...], "paper": {"uar", "war"} | None}]"""
+    ``rows``: [{"label": ..., "uar": [per-fold], "war": [...], "paper": {"uar", "war"} | None,
+    "refused": no mean drawn}]"""
     fig = _figure(9.0, 1.5 + 0.36 * max(len(rows), 1))
     axes = fig.subplots(1, 2, sharey=True)
     y = np.arange(len(rows))[::-1]
@@ -139,8 +148,12 @@ def ablation_figure(rows: list[dict], title: str):
         for yi, r in zip(y, rows):
             vals = [v for v in r[metric] if v is not None]
             if vals:
-                ax.plot(vals, np.full(len(vals), yi), "o", color=OURS, ms=4)
-                ax.plot([np.mean(vals)] * 2, [yi - 0.3, yi + 0.3], color=OURS, lw=2.5)
+                ax.plot(vals, np.full(len(vals), yi), "o", color=OURS, ms=4, clip_on=False)
+                if not r.get("refused"):
+                    ax.plot([np.mean(vals)] * 2, [yi - 0.3, yi + 0.3], color=OURS, lw=2.5)
+                else:
+                    ax.text(0.99, yi + 0.15, "not averaged", transform=ax.get_yaxis_transform(), ha="right",
+                            va="bottom", fontsize=7, color=PAPER)
             if r.get("paper"):
                 ax.plot([r["paper"][metric]] * 2, [yi - 0.3, yi + 0.3], color=PAPER, lw=2.5)
         ax.set_title(f"{metric.upper()} (%)", fontsize=10)
@@ -160,7 +173,8 @@ def _zoom(ax, values, axis="y") -> None:
         return
     lo, hi = min(values), max(values)
     pad = max(1.5, 0.1 * (hi - lo))
-    (ax.set_ylim if axis == "y" else ax.set_xlim)(max(0, lo - pad), min(100, hi + pad))
+    # a point at 0 or 100 keeps its whole marker in view (the range stays within a pad of [0, 100])
+    (ax.set_ylim if axis == "y" else ax.set_xlim)(max(-pad, lo - pad), min(100 + pad, hi + pad))
 
 
 # -- output ---------------------------------------------------------------------------------

@@ -178,7 +178,7 @@ def test_a_face_lost_in_some_windows_is_said(tmp_path, run_dir, capsys):
     assert [t for r in recs for t in (r["window_start"], r["window_end"])] == pytest.approx(
         [t for k in range(6) for t in (1.2 * k, 1.2 * k + 1.2)])
     assert [r["faces_detected"] for r in recs] == [1.0, 1.0, 1.0, 1.0, 0.0, 0.0]
-    assert f"warning: {video}: no face in 2 of 6 windows (4.80-6.00, 6.00-7.20 s)" in err
+    assert f"warning: {video}: no face in 2 of 6 windows (4.80-6.00, 6.00-7.20 s;" in err
     assert out.count("no face (nearest face box used)") == 2
     assert (tmp_path / "w.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 
@@ -271,7 +271,9 @@ def test_bad_files_are_named_once_and_the_others_predicted(run_dir, demo_root, t
     assert f"error: {mute}: no audio stream (--audio-policy silence" in err
     assert f"error: {empty}: no video files in this folder" in err
     assert [r["file"] for r in json.loads((tmp_path / "p.json").read_text())] == [good]
-    assert "predicted 1 of 6 videos (1 clip) in" in out and out.rstrip().endswith("; 6 failed")
+    assert f"error: {text}: not a video file" in err
+    assert "predicted 1 of 6 videos (1 clip) in" in out
+    assert out.rstrip().endswith("; 5 failed; 1 folder(s) without videos")
 
 
 def test_bad_arguments_exit_with_2(run_dir, demo_root, tmp_path, capsys):

@@ -117,7 +117,8 @@ def mixed_configs(label: str, results: dict) -> Optional[str]:
     (fp0, first), *others = groups.items()
     base_fold, base_path, base = first[0]
     lines = [f"{label}: its folds were made by different configs, not averaged: "
-             + "; ".join(f"fold(s) {[f for f, _, _ in runs]} config {fp}" for fp, runs in groups.items())]
+             + "; ".join(f"fold(s) {[f for f, _, _ in runs]} shared config fingerprint {fp}"
+                         for fp, runs in groups.items())]
     for _, runs in others:
         fold, path, r = runs[0]
         lines.append(f"  {path} against {base_path}:")
@@ -132,6 +133,12 @@ def protocol_folds(dataset: str, results) -> tuple:
     return tuple(range(1, max(ks or {datasets.get(dataset).folds}) + 1))
 
 
+def refused(row: dict) -> Optional[str]:
+    """Why a row has no means (its folds were made by different configs, or a fold has two
+    results), or None: the aggregator's verdict, which the report shows and draws as it is."""
+    return "\n".join(row[k] for k in ("mixed", "duplicate") if row.get(k)) or None
+
+
 def collect_all(root: str | Path, folds=None, resolutions: Optional[list[str]] = None, exclude=(),
                 strict: bool = True) -> tuple[dict, list]:
     """The aggregate JSON (``{dataset: {resolution: {"folds": {fold: {...}}, "uar_mean", ...}}}``)
@@ -139,14 +146,16 @@ def collect_all(root: str | Path, folds=None, resolutions: Optional[list[str]] =
     dataset's protocol, :func:`protocol_folds`; the row's ``expected``). Runs under the ``exclude`` folders are left out (the
     report: sweeps apart from loose runs). ``strict``: the first problem is an AggregateError;
     otherwise a corrupt result is its fold's failure (``row["corrupt"]``, or a problem when its
-    folder names no fold), a duplicate a problem, and a row of mixed configs has no means and
-    says why (``row["mixed"]``)."""
+    folder names no fold), and a row of mixed configs or with two results for one fold has no
+    means and says why (``row["mixed"]``, ``row["duplicate"]``; both are problems too); the
+    duplicated fold's files are ``row["duplicates"]``, none of them counted."""
     root = Path(root)
     if not root.is_dir():
         raise AggregateError(f"runs root {root} does not exist")
     exclude = [Path(f) for f in exclude]
     found: dict = {}
     corrupt: dict = {}
+    duplicates: dict = {}  # (dataset, res, fold) -> every result file of that fold (lenient mode)
     problems: list = []
 
     def problem(message: str) -> None:
@@ -167,13 +176,16 @@ def collect_all(root: str | Path, folds=None, resolutions: Optional[list[str]] =
                 corrupt[key] = (path.parent, str(e))
             continue
         key = (str(r["dataset"]), str(r["resolution"]), int(r["fold"]))
-        if key in found:
-            problem(f"two results for {key[0]} res {key[1]} fold {key[2]}: {found[key][0]} and {path}")
+        if key in found or key in duplicates:
+            first = found[key][0] if key in found else duplicates[key][0]
+            problem(f"two results for {key[0]} res {key[1]} fold {key[2]}: {first} and {path}")
+            duplicates.setdefault(key, [first]).append(path)
+            found.pop(key, None)  # neither is the fold's result: which one is, only a person can say
             continue
         found[key] = (path, r)
     failed = _failed_runs(root, exclude)
     table: dict = {}
-    groups = {(d, res) for d, res, _ in list(found) + list(failed) + list(corrupt)}
+    groups = {(d, res) for d, res, _ in list(found) + list(failed) + list(corrupt) + list(duplicates)}
     groups |= {(d, res) for d in {g[0] for g in groups} for res in (resolutions or [])}
     for dataset, res in sorted(groups, key=lambda g: (g[0], int(g[1]))):
         expected = folds or protocol_folds(dataset, [v for (d, r, _), v in found.items() if (d, r) == (dataset, res)])
@@ -182,12 +194,19 @@ def collect_all(root: str | Path, folds=None, resolutions: Optional[list[str]] =
                                         "config_fingerprint": r["config_fingerprint"]}
                                for f, (path, r) in present.items()}}
         row["expected"] = list(expected)
-        row["missing"] = [f for f in expected if str(f) not in row["folds"]]
+        row["duplicates"] = {str(f): [str(p) for p in duplicates[(dataset, res, f)]] for f in expected
+                             if (dataset, res, f) in duplicates}
+        row["duplicate"] = (f"{dataset} res {res}: "
+                            + "; ".join(f"fold {f} has {len(paths)} results ({', '.join(paths)})"
+                                        for f, paths in row["duplicates"].items())
+                            + ": not averaged (keep one run per fold; move the others out of the runs root)"
+                            if row["duplicates"] else None)
+        row["missing"] = [f for f in expected if str(f) not in row["folds"] and str(f) not in row["duplicates"]]
         row["failed"] = {str(f): str(failed[(dataset, res, f)]) for f in expected if (dataset, res, f) in failed}
         row["corrupt"] = {str(f): corrupt[(dataset, res, f)][1] for f in expected if (dataset, res, f) in corrupt}
         row["failed"].update({str(f): str(corrupt[(dataset, res, f)][0]) for f in expected
                               if (dataset, res, f) in corrupt})
-        row["complete"] = not row["missing"]
+        row["complete"] = not row["missing"] and not row["duplicates"]
         mixed = mixed_configs(f"{dataset} res {res}", present)
         if mixed:
             problem(mixed)
@@ -196,7 +215,7 @@ def collect_all(root: str | Path, folds=None, resolutions: Optional[list[str]] =
                                      if present and not mixed else None)
         for m in METRICS:
             vals = [v[m] for v in row["folds"].values() if v[m] is not None]
-            row[f"{m}_mean"], row[f"{m}_std"] = _stats([] if mixed else vals)
+            row[f"{m}_mean"], row[f"{m}_std"] = _stats([] if refused(row) else vals)
         paper = datasets.paper(dataset, res)
         row["paper"] = dict(zip(METRICS, paper)) if paper else None
         table.setdefault(dataset, {})[res] = row
@@ -266,34 +285,45 @@ def to_csv(table: dict) -> str:
 
 def plot(table: dict, folder: str | Path) -> list[Path]:
     """One PNG per dataset: UAR and WAR means per resolution (bars, with ±std whiskers) and the
-    paper's numbers (black ticks). Drawn with Pillow; returns the files written."""
+    paper's numbers (black ticks); a row with folds missing in a paler shade of its colour (and
+    "incomplete" under it), a row the aggregator refuses to average without a bar. Drawn with
+    Pillow; the axis runs to 110 so that a whisker above 100 is drawn whole; returns the files."""
     from PIL import Image, ImageDraw
 
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
+    colours = {"uar": ((66, 133, 244), (179, 204, 250)), "war": ((52, 168, 83), (174, 220, 186))}
     written = []
     for dataset, rows in table.items():
-        w, h, left, bottom, bar = 120 + 140 * len(rows), 320, 50, 40, 40
+        heading = f"{title(dataset)}: UAR (blue) / WAR (green), mean ± std over folds; paper: black"
+        legend = "pale: folds missing (incomplete)"
+        left, top, bottom, group = 40, 44, 44, 140
+        text_width = ImageDraw.Draw(Image.new("RGB", (1, 1))).textlength(heading)
+        w, h = max(left + 20 + group * len(rows), left + int(text_width) + 20), 380
         img = Image.new("RGB", (w, h), "white")
         d = ImageDraw.Draw(img)
-        y = lambda v: h - bottom - (h - bottom - 20) * v / 100.0  # noqa: E731
+        y = lambda v: h - bottom - (h - bottom - top) * min(max(v, 0.0), 110.0) / 110.0  # noqa: E731
         for tick in range(0, 101, 20):
             d.line([(left, y(tick)), (w - 10, y(tick))], fill=(225, 225, 225))
             d.text((8, y(tick) - 6), str(tick), fill="black")
         for i, (res, row) in enumerate(rows.items()):
-            x0 = left + 20 + 140 * i
-            for j, (metric, colour) in enumerate((("uar", (66, 133, 244)), ("war", (52, 168, 83)))):
+            x0, bar = left + 20 + group * i, 40
+            for j, metric in enumerate(("uar", "war")):
                 mean, std = row[f"{metric}_mean"], row[f"{metric}_std"]
                 bx = x0 + j * (bar + 8)
                 if mean is not None:
-                    d.rectangle([bx, y(mean), bx + bar, y(0)], fill=colour if row["complete"] else (200, 200, 200))
+                    d.rectangle([bx, y(mean), bx + bar, y(0)], fill=colours[metric][0 if row["complete"] else 1])
                     if std is not None:
                         d.line([(bx + bar / 2, y(mean - std)), (bx + bar / 2, y(mean + std))], fill="black", width=2)
                 if row["paper"]:
                     d.line([(bx - 3, y(row["paper"][metric])), (bx + bar + 3, y(row["paper"][metric]))], fill="black",
                            width=3)
-            d.text((x0, h - bottom + 8), f"{res} px" + ("" if row["complete"] else " (incomplete)"), fill="black")
-        d.text((left, 4), f"{title(dataset)}: UAR (blue) / WAR (green), mean ± std; paper: black", fill="black")
+            label = f"{res} px" + ("" if row["complete"] else " (incomplete)")
+            d.text((x0, h - bottom + 8), label, fill="black")
+            if refused(row):
+                d.text((x0, h - bottom + 22), "not averaged", fill=(180, 35, 24))
+        d.text((left, 6), heading, fill="black")
+        d.text((left, 22), legend, fill=(90, 90, 90))
         path = folder / f"{dataset}.png"
         img.save(path)
         written.append(path)
@@ -301,7 +331,7 @@ def plot(table: dict, folder: str | Path) -> list[Path]:
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
-    p.add_argument("runs_root")
+    p.add_argument("runs_root", help="the folder searched for result.json files (e.g. runs)")
     p.add_argument("--json", help="write the aggregate JSON here")
     p.add_argument("--csv", help="write per-fold rows, means, stds and the paper's numbers here")
     p.add_argument("--folds", default="", help="expected folds, e.g. 1-5 (default: each dataset's protocol, 1..K)")

@@ -293,7 +293,7 @@ def status(args) -> int:
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--dataset", choices=NAMES, default="dfew")
+    p.add_argument("--dataset", choices=NAMES, default="dfew", help="without --sweep (default dfew)")
     p.add_argument("--sweep", help="a sweep file or a shipped sweep's name (table4): its variants x datasets x "
                    "resolutions x folds, into <runs-root>/<sweep>/<variant>/<dataset>/res<R>/fold<k>/")
     p.add_argument("--variants", help="with --sweep: comma-separated subset of its variants")
@@ -304,20 +304,21 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--deepspeed_config", "--deepspeed-config", dest="deepspeed_config",
                    default="zero0_bf16", help="a file or a shipped name (default zero0_bf16: one GPU per run needs "
                    "no ZeRO)")
-    p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE")
-    p.add_argument("--runs-root", default="runs")
+    p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
+                   help="override a config field in every job, e.g. --set data.root=/data/DFEW (repeatable)")
+    p.add_argument("--runs-root", default="runs", help="where the run folders go (default runs)")
     p.add_argument("--cluster", choices=("slurm", "local", "debug"), default=None,
                    help="default: SLURM when available, else local")
-    p.add_argument("--nodes", type=int, default=1)
+    p.add_argument("--nodes", type=int, default=1, help="nodes per job")
     p.add_argument("--gpus-per-node", type=int, default=1, help="0: CPU (one task per node)")
-    p.add_argument("--cpus-per-task", type=int, default=8)
-    p.add_argument("--partition")
-    p.add_argument("--account")
+    p.add_argument("--cpus-per-task", type=int, default=8, help="CPU cores per task (its data loaders)")
+    p.add_argument("--partition", help="SLURM partition")
+    p.add_argument("--account", help="SLURM account")
     p.add_argument("--mem", help="e.g. 64G")
     p.add_argument("--time", type=int, default=12 * 60, help="minutes per job")
     p.add_argument("--signal-delay", type=int, default=120, help="seconds of warning before the time limit")
     p.add_argument("--max-requeue", type=int, default=10, help="time-outs a job may be requeued after")
-    p.add_argument("--array-parallelism", type=int, default=0)
+    p.add_argument("--array-parallelism", type=int, default=0, help="jobs running at once (0: no limit)")
     p.add_argument("--wait", action="store_true", help="wait for the jobs and print their results")
     p.add_argument("--status", action="store_true", help="report the state of the jobs in the manifest")
 

@@ -37,6 +37,10 @@ class ClipDataset(Dataset):
         seed: base seed of the per-item generators.
     """
 
+    # how a clip without audio can be used anyway, in the words of the command that reads it
+    # (training and verify take the config; inspect-clip and predict a flag)
+    audio_policy_hint = "set data.audio_policy=silence to use silence"
+
     def __init__(self, samples: list[Sample], cfg: DataConfig, train: bool, clips: int = 1, seed: int = 1):
         if train and clips != 1:
             raise ValueError("multi-clip sampling is a test-time mode")
@@ -81,7 +85,7 @@ class ClipDataset(Dataset):
         try:
             return silence_or_raise(absent, self.cfg)
         except A.NoAudioError as e:
-            raise ClipError(e.path, f"{e.reason} (set data.audio_policy=silence to use silence)") from None
+            raise ClipError(e.path, f"{e.reason} ({self.audio_policy_hint})") from None
 
     def decode_all(self, sample: Sample) -> tuple[np.ndarray, Optional[torch.Tensor], Optional[ClipError]]:
         """Every frame at the cache size, the full fbank and why there is none (to fill the cache)."""

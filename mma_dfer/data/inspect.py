@@ -22,7 +22,9 @@ def clip_dataset(file: Path, resolution: int, audio_policy: str, clips: int, wav
     audio = wav if wav is not None else (file if source == "video" else file / "missing.wav")
     sample = Sample(clip_id=file.stem, label=0, video=file if source == "video" else audio,
                     frames=file, wav=audio)
-    return ClipDataset([sample], cfg, train=False, clips=clips)
+    ds = ClipDataset([sample], cfg, train=False, clips=clips)
+    ds.audio_policy_hint = "pass --audio-policy silence to use silence"
+    return ds
 
 
 def frame_count(ds: ClipDataset) -> int:

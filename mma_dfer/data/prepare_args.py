@@ -16,10 +16,10 @@ MTCNN_HINT = "pip install --no-deps facenet-pytorch==2.6.0"
 
 
 def add_arguments(p) -> None:
-    p.add_argument("--dataset", choices=sorted(LAYOUTS), required=True)
+    p.add_argument("--dataset", choices=sorted(LAYOUTS), required=True, help="which layout --raw has")
     p.add_argument("--raw", required=True, help="the dataset as downloaded (its fold files, if it has any, and clips)")
     p.add_argument("--out", required=True, help="output folder (a complete data.root); may equal --raw")
-    p.add_argument("--workers", type=int, default=1)
+    p.add_argument("--workers", type=int, default=1, help="processes preparing clips")
     p.add_argument("--faces", choices=("mtcnn", "none"), default="none",
                    help="MTCNN face crops (the paper's setting for MAFW, and for CREMA-D and RAVDESS; DFEW ships "
                         "aligned faces) or none")

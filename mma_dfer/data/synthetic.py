@@ -250,18 +250,31 @@ def main(argv=None) -> int:
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--dataset", choices=sorted(CLASS_NAMES), required=True)
+    p.add_argument("--dataset", choices=sorted(CLASS_NAMES), required=True, help="which layout and classes")
     p.add_argument("--out", required=True, help="folder to write the dataset into")
-    p.add_argument("--clips-per-class", type=int, default=10)
-    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--clips-per-class", type=int, default=10,
+                   help="clips of each class (at least 5: every fold's test set gets one of each)")
+    p.add_argument("--seed", type=int, default=0, help="the same seed writes the same clips")
     p.add_argument("--size", type=int, default=64, help="frame width/height in pixels")
     p.add_argument("--workers", type=int, default=1, help="processes writing clips (the output is the same)")
 
 
 def run(args) -> int:
     root = make_dataset(args.dataset, args.out, args.clips_per_class, args.seed, args.size, workers=args.workers)
+    empty = empty_test_folds(args.clips_per_class, dataset_info(args.dataset).folds) if dataset_info(args.dataset).splits == "official" else []
+    if empty:
+        import sys
+
+        print(f"warning: --clips-per-class {args.clips_per_class}: the test sets of fold(s) "
+              f"{', '.join(map(str, empty))} are empty (clip k of each class is in fold k % 5 + 1's test set); "
+              "use --clips-per-class 5 or more to train and test on every fold", file=sys.stderr)
     print(f"wrote a generated {dataset_info(args.dataset).title} dataset; use data.root={root.resolve()}")
     return 0
+
+
+def empty_test_folds(clips_per_class: int, folds: int = 5) -> list[int]:
+    """The folds whose test set :func:`make_dataset` leaves empty (fewer clips per class than folds)."""
+    return [fold for fold in range(1, folds + 1) if fold > clips_per_class]
 
 
 if __name__ == "__main__":

@@ -86,6 +86,15 @@ def read_frame_files(paths: list[Path]) -> np.ndarray:
     return np.stack(out)
 
 
+def decoder_reason(e: BaseException) -> str:
+    """The first line of a decoder's exception without decord's C++ log prefix
+    (``[12:00:00] /github/workspace/src/video/video_reader.cc:699: ``), at most 120 characters."""
+    import re
+
+    line = str(e).splitlines()[0] if str(e) else type(e).__name__
+    return re.sub(r"^\[[\d:]+\] \S+:\d+: ", "", line)[:120]
+
+
 def open_video(path: Path):
     """A decord ``VideoReader``; a missing, corrupt or empty file raises :class:`ClipError`."""
     import decord
@@ -95,7 +104,7 @@ def open_video(path: Path):
     try:
         vr = decord.VideoReader(str(path), ctx=decord.cpu(0), num_threads=1)
     except Exception as e:  # decord raises DECORDError / RuntimeError for broken containers
-        raise ClipError(path, f"cannot decode video ({str(e).splitlines()[0][:120]})") from None
+        raise ClipError(path, f"cannot decode video ({decoder_reason(e)})") from None
     if len(vr) == 0:
         raise ClipError(path, "video has no frames")
     return vr
@@ -105,7 +114,7 @@ def read_video_frames(vr, path: Path, indices: np.ndarray) -> np.ndarray:
     try:
         return vr.get_batch([int(i) for i in indices]).asnumpy()
     except Exception as e:
-        raise ClipError(path, f"cannot decode frames {indices.tolist()} ({str(e).splitlines()[0][:120]})") from None
+        raise ClipError(path, f"cannot decode frames {indices.tolist()} ({decoder_reason(e)})") from None
 
 
 # -- transforms (on (T, 3, H, W) float tensors in [0, 255]) ---------------------------------

@@ -36,10 +36,12 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--clips", type=int, choices=(1, 2), default=2, help="1: 1-clip only; 2: 1-clip and 2-clip")
     p.add_argument("--precision", choices=PRECISION_CHOICES, default=None,
                    help="default: the run's own (result.json's precision; fp32 for an authors' file)")
-    p.add_argument("--output", help=f"folder for result.json (default {DEFAULT_ROOT}/<dataset>/res<R>/fold<k>)")
-    p.add_argument("--batch-size", type=int, default=None)
+    p.add_argument("--output", help=f"folder for result.json (default {DEFAULT_ROOT}/<dataset>/res<R>/fold<k>; "
+                   "another checkpoint's result there is never overwritten)")
+    p.add_argument("--batch-size", type=int, default=None, help="clips per forward pass (default: eval.batch_size)")
     p.add_argument("--predictions", help="also write every test clip's class probabilities to this JSON file")
-    p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE")
+    p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
+                   help="override a field of the config, e.g. --set data.root=/data/DFEW (repeatable)")
 
 
 def parser() -> argparse.ArgumentParser:
@@ -167,6 +169,24 @@ def config_for(args):
 
 
 def run(args) -> int:
+    from mma_dfer.config import ConfigError
+    from mma_dfer.data.annotations import AnnotationError
+    from mma_dfer.runs import preflight
+
+    # what needs only the config and the file system, before torch is imported
+    try:
+        cfg = config_for(args)
+        preflight.check_evaluation(cfg, args.checkpoint)
+        if cfg is not None:
+            preflight.check_evaluation_output(preflight.evaluation_output(args.output, cfg.data, DEFAULT_ROOT),
+                                              args.checkpoint, bool(args.output))
+    except (ConfigError, AnnotationError, preflight.PreflightError) as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    return evaluate_and_write(args)
+
+
+def evaluate_and_write(args) -> int:
     import torch
 
     from mma_dfer.config import ConfigError
@@ -179,12 +199,15 @@ def run(args) -> int:
     from mma_dfer.runs.identity import IdentityError
     from mma_dfer.runs.identity import fingerprint as _fingerprint
     from mma_dfer.models.checkpoints import CheckpointError
+    from mma_dfer.runs import preflight
     from mma_dfer.utils import atomic_write_json
 
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(message)s")
     try:
         loaded = load_model(Path(args.checkpoint), config_for(args))
         cfg = loaded.cfg
+        out = preflight.evaluation_output(args.output, cfg.data, DEFAULT_ROOT)  # an authors' file sets the size
+        preflight.check_evaluation_output(out, args.checkpoint, bool(args.output))
         device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
         precision = precision_for(args.precision, loaded.precision)
         if precision in ("float16", "autocast-float16") and device.type == "cpu":
@@ -201,11 +224,9 @@ def run(args) -> int:
             ds = ClipDataset(test, cfg.data, train=False, clips=c, seed=cfg.train.seed)
             evals[c] = evaluate(model, ds, batch, cfg.data.num_workers, device, cfg.model.num_classes, dtype,
                                 progress=sys.stderr.isatty())
-    except (ConfigError, CheckpointError, AnnotationError, ClipError, IdentityError) as e:
+    except (ConfigError, CheckpointError, AnnotationError, ClipError, IdentityError, preflight.PreflightError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
-    out = Path(args.output) if args.output else (Path(DEFAULT_ROOT) / cfg.data.dataset /
-                                                  f"res{cfg.data.resolution}" / f"fold{cfg.data.fold}")
     trained = loaded.identity and _fingerprint(loaded.identity)
     result = make_result(cfg, evals, loaded.epoch, checkpoint=str(args.checkpoint), checkpoint_kind=loaded.kind,
                          checkpoint_fingerprint=trained, precision=precision, config_fingerprint=fingerprint,
@@ -215,7 +236,8 @@ def run(args) -> int:
         atomic_write_json(args.predictions, prediction_records(test, evals, result["class_names"]))
     two = f"; 2-clip UAR {result['uar_2clip']:.2f} WAR {result['war_2clip']:.2f}" if result["uar_2clip"] is not None else ""
     print(f"{cfg.data.dataset} fold {cfg.data.fold} res {cfg.data.resolution}: UAR {result['uar']:.2f} "
-          f"WAR {result['war']:.2f}{two} ({result['num_test_clips']} clips, {precision}, config {fingerprint}); "
+          f"WAR {result['war']:.2f}{two} ({result['num_test_clips']} clips, {precision}, "
+          f"run fingerprint {fingerprint}); "
           f"wrote {out / 'result.json'}")
     return 0
 

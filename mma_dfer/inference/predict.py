@@ -28,6 +28,7 @@ from mma_dfer.data import prepare as P
 from mma_dfer.data import video as V
 from mma_dfer.data.dataset import evaluation_inputs, read_fbank
 from mma_dfer.data.video import ClipError
+from mma_dfer.inference.timeline import MIN_FACE_SHARE, NEAR_CHANCE, faceless, near_chance
 from mma_dfer.utils import atomic_write_json, atomic_write_text
 
 VIDEO_EXTS = {".mp4", ".avi", ".mov", ".mkv", ".webm", ".m4v", ".mpg", ".mpeg", ".wmv", ".flv", ".3gp"}
@@ -122,9 +123,26 @@ def face_reader(read, squares: list):
     return read_faces
 
 
+def check_is_video(path: Path) -> None:
+    """A ClipError unless ``path`` is a container with a video stream (a text file, an image or
+    an audio file is named as what it is not, before a decoder reports it as something else)."""
+    import av
+
+    if not path.is_file():
+        return  # the decoder names it ("video file not found")
+    try:
+        with av.open(str(path)) as container:
+            has_video = bool(container.streams.video)
+    except (av.error.FFmpegError, OSError, UnicodeDecodeError, ValueError):
+        raise ClipError(path, "not a video file (no container a decoder can read)") from None
+    if not has_video:
+        raise ClipError(path, "not a video file (no video stream)")
+
+
 def video_inputs(path: Path, cfg, opts: PredictOptions) -> Iterator[dict]:
     """The model inputs of one video: one dict per window (the whole video without
     ``--window``) with its times, tensors, and how much of it had a face and audio."""
+    check_is_video(path)
     vr = V.open_video(path)
     n, fps = len(vr), float(vr.get_avg_fps()) or 25.0
     try:
@@ -223,9 +241,13 @@ def notes(record: dict) -> str:
     out = []
     faces = record.get("faces_detected")
     if faces == 0:
-        out.append("no face (nearest face box used)")
+        out.append("no face (nearest face box used): not an expression")
+    elif faceless(record):
+        out.append(f"face in only {faces:.0%} of frames: not an expression")
     elif faces is not None and faces < 1:
         out.append(f"face in {faces:.0%} of frames")
+    if near_chance(record):
+        out.append(f"p near chance (< {NEAR_CHANCE:g}/{len(record['probabilities'])})")
     if record.get("silent_audio"):
         out.append("silent audio")
     return "; ".join(out)
@@ -243,15 +265,22 @@ def format_table(results: list[VideoResult]) -> str:
 
 
 def face_warnings(results: list[VideoResult]) -> list[str]:
-    """One line per video that lost the face in some of its windows."""
+    """One line per video with windows (or a whole video) where a face was in fewer than
+    :data:`MIN_FACE_SHARE` of the frames: those predictions are not of a face."""
     out = []
     for r in results:
-        lost = [rec for rec in r.windows if rec["faces_detected"] == 0]
-        if lost and len(r.windows) > 1:
-            spans = ", ".join(f"{rec['window_start']:.2f}-{rec['window_end']:.2f}" for rec in lost[:8])
-            more = f" and {len(lost) - 8} more" if len(lost) > 8 else ""
-            out.append(f"warning: {r.file}: no face in {len(lost)} of {len(r.windows)} windows ({spans} s{more}); "
-                       "the nearest frame's face box was used there")
+        lost = [rec for rec in r.windows if faceless(rec)]
+        if not lost:
+            continue
+        if len(r.windows) == 1:
+            out.append(f"warning: {r.file}: a face in only {lost[0]['faces_detected']:.0%} of its frames (MTCNN): "
+                       "not a face's expression, whatever its probabilities (marked faces_detected in --json/--csv)")
+            continue
+        spans = ", ".join(f"{rec['window_start']:.2f}-{rec['window_end']:.2f}" for rec in lost[:8])
+        more = f" and {len(lost) - 8} more" if len(lost) > 8 else ""
+        out.append(f"warning: {r.file}: no face in {len(lost)} of {len(r.windows)} windows ({spans} s{more}; a face in "
+                   f"fewer than {MIN_FACE_SHARE:.0%} of a window's frames): not a face's expression there (the "
+                   "nearest frame's face box was used)")
     return out
 
 
@@ -316,6 +345,12 @@ def run(args) -> int:
     if problem:
         print(f"error: {problem}", file=sys.stderr)
         return 2
+    files, problems = collect_videos(args.inputs)
+    for p in problems:
+        print(f"error: {p}", file=sys.stderr)
+    if not files:
+        print(f"nothing to predict: no video files in {', '.join(args.inputs)}", file=sys.stderr)
+        return 1
     if args.faces == "mtcnn":
         try:
             P.detector()
@@ -335,9 +370,6 @@ def run(args) -> int:
     class_names = dataset_classes(cfg.data)  # the run's config.yaml records a manifest's
     data_cfg = replace(cfg.data, audio_policy=args.audio_policy, cache_dir=None)
     opts = PredictOptions(args.faces, args.clips, args.window, args.stride, args.margin)
-    files, problems = collect_videos(args.inputs)
-    for p in problems:
-        print(f"error: {p}", file=sys.stderr)
     decord.logging.set_level(decord.logging.QUIET)  # a bad file's reason is in our one line, not ffmpeg's
     t0 = time.perf_counter()
     results = predict_videos(model, data_cfg, files, class_names, opts, args.batch_size, device, dtype,
@@ -360,10 +392,13 @@ def run(args) -> int:
                                                         f"{args.stride or args.window:g} s)")
             print(f"wrote {path}")
     ok = sum(r.error is None for r in results)
-    failed = len(results) - ok + len(problems)
+    failed = len(results) - ok
     unit = ("window" if args.window else "clip") + ("" if len(records) == 1 else "s")
+    without = sum(faceless(rec) for rec in records)
     print(f"predicted {ok} of {len(results)} videos ({len(records)} {unit}) in "
           f"{seconds:.1f} s: {ok / max(seconds, 1e-9):.2f} videos/s on {device.type} ({cfg.data.dataset} model, "
           f"{kind}, {cfg.data.resolution} px, {args.clips}-clip, {precision}, faces {args.faces})"
-          + (f"; {failed} failed" if failed else ""))
-    return 1 if failed else 0
+          + (f"; {failed} failed" if failed else "")
+          + (f"; {len(problems)} folder(s) without videos" if problems else "")
+          + (f"; {without} of them without a face" if without else ""))
+    return 1 if failed or problems else 0

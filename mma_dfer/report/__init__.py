@@ -8,12 +8,13 @@ from pathlib import Path
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
-    p.add_argument("runs_root")
+    p.add_argument("runs_root", help="the folder of the runs and sweeps (e.g. runs)")
     p.add_argument("--out", help="the HTML file (default: RUNS_ROOT/report.html)")
 
 
 def run(args) -> int:
-    from mma_dfer.report.collect import ReportError, read_report
+    from mma_dfer.cluster.aggregate import refused
+    from mma_dfer.report.collect import STATUSES, ReportError, read_report
     from mma_dfer.report.html import render
     from mma_dfer.utils import atomic_write_text
 
@@ -25,7 +26,7 @@ def run(args) -> int:
         print(f"error: {e}", file=sys.stderr)
         return 2
     runs = report.runs()
-    counts = ", ".join(f"{sum(r.status == s for r in runs)} {s}" for s in ("done", "failed", "missing"))
+    counts = ", ".join(f"{n} {s}" for s in STATUSES if (n := sum(r.status == s for r in runs)) or s != "duplicate")
     print(f"wrote {out}: {len(runs)} runs ({counts}), {len(report.sweeps)} sweep(s)")
     for r in runs:
         if r.status != "done":
@@ -33,8 +34,8 @@ def run(args) -> int:
     for g in report.groups():
         for rows in g.table.values():
             for row in rows.values():
-                if row.get("mixed"):
-                    print(f"  not averaged: {row['mixed']}")
+                if refused(row):
+                    print(f"  not averaged: {refused(row)}")
         for problem in g.problems:
             print(f"  problem: {problem}")
     return 0

@@ -4,10 +4,12 @@ variants' runs), the runs outside any sweep, and every expected run that is miss
 Per variant the numbers come from the aggregator (:func:`mma_dfer.cluster.aggregate.collect_all`
 on the variant's folder), so the report and ``launch/aggregate.py`` agree to the digit. A run is
 *done* (valid ``result.json``), *failed* (a run folder with its ``config.yaml`` but no result,
-or a corrupt result, with the reason) or *missing* (expected by its sweep, no folder); none is
+or a corrupt result, with the reason), *duplicate* (one of two or more results for one fold:
+the aggregator counts none of them) or *missing* (expected by its sweep, no folder); none is
 dropped. Where the aggregator stops with an error (a corrupt file, a duplicate, folds of
-different configs), the report still renders: the problem is shown where it is, and a row whose
-folds were made by different configs shows no mean.
+different configs), the report still renders: the problem is shown where it is (once), and a
+row the aggregator refuses to average (:func:`mma_dfer.cluster.aggregate.refused`) shows no
+mean, in its tables and its figures.
 """
 from __future__ import annotations
 
@@ -21,6 +23,7 @@ from mma_dfer.cluster.aggregate import AggregateError, collect_all, read_result
 from mma_dfer.cluster.sweep import DEFINITION, Sweep, SweepError, Variant, load_sweep
 
 LOOSE = "runs outside any sweep"
+STATUSES = ("done", "failed", "duplicate", "missing")
 
 
 class ReportError(RuntimeError):
@@ -33,14 +36,16 @@ class Run:
     dataset: str
     resolution: str
     fold: int
-    status: str  # done | failed | missing
+    status: str  # one of STATUSES
     folder: Optional[Path] = None
     result: Optional[dict] = None
     detail: str = ""  # why it is failed or missing
 
     @property
     def key(self) -> str:
-        return f"{self.group}/{self.dataset}/res{self.resolution}/fold{self.fold}"
+        """Unique in the page: a duplicated fold's runs also by their folder."""
+        key = f"{self.group}/{self.dataset}/res{self.resolution}/fold{self.fold}"
+        return key + (f"@{self.folder}" if self.status == "duplicate" else "")
 
 
 @dataclass
@@ -78,9 +83,19 @@ def _table(folder: Path, exclude=()) -> tuple[dict, list]:
     if not folder.is_dir():
         return {}, []
     try:
-        return collect_all(folder, exclude=exclude, strict=False)
+        table, problems = collect_all(folder, exclude=exclude, strict=False)
     except AggregateError as e:
         raise ReportError(str(e)) from None
+    # a row's own verdict (mixed configs, a duplicated fold) is shown on its row, not twice
+    on_rows = {row.get(k) for rows in table.values() for row in rows.values() for k in ("mixed", "duplicate")}
+    return table, [p for p in problems if p not in on_rows and not _duplicate_message(p, table)]
+
+
+def _duplicate_message(problem: str, table: dict) -> bool:
+    """Whether ``problem`` is the aggregator's line about a fold that a row lists as duplicated."""
+    files = {f for rows in table.values() for row in rows.values() for paths in row.get("duplicates", {}).values()
+             for f in paths}
+    return problem.startswith("two results for ") and any(problem.endswith(f) for f in files)
 
 
 def _runs(name: str, table: dict, expected: dict) -> list[Run]:
@@ -90,11 +105,17 @@ def _runs(name: str, table: dict, expected: dict) -> list[Run]:
     runs = []
     for d, res in sorted(set(cells) | set(expected), key=lambda c: (c[0], int(c[1]))):
         row = cells.get((d, res), {"folds": {}, "failed": {}})
-        folds = sorted({int(f) for f in row["folds"]} | {int(f) for f in row["failed"]}
+        dups = row.get("duplicates", {})
+        folds = sorted({int(f) for f in row["folds"]} | {int(f) for f in row["failed"]} | {int(f) for f in dups}
                        | set(expected.get((d, res), [])))
         for fold in folds:
             f = str(fold)
-            if f in row["folds"]:
+            if f in dups:
+                for file in dups[f]:
+                    others = ", ".join(x for x in dups[f] if x != file)
+                    runs.append(Run(name, d, res, fold, "duplicate", Path(file).parent, read_result(Path(file)),
+                                    detail=f"another result for this fold: {others}; neither is averaged"))
+            elif f in row["folds"]:
                 path = Path(row["folds"][f]["file"])
                 runs.append(Run(name, d, res, fold, "done", path.parent, read_result(path)))
             elif f in row["failed"]:

@@ -7,10 +7,10 @@ import datetime
 import html
 from typing import Optional
 
-from mma_dfer.cluster.aggregate import title as dataset_title
+from mma_dfer.cluster.aggregate import refused, title as dataset_title
 from mma_dfer.datasets import NAMES
 from mma_dfer import figures
-from mma_dfer.report.collect import Group, Report, Run, paper_table1, read_curves
+from mma_dfer.report.collect import STATUSES, Group, Report, Run, paper_table1, read_curves
 
 METRICS = ("uar", "war", "uar_2clip", "war_2clip")
 CSS = """
@@ -63,11 +63,12 @@ def delta_cell(key: str, ours: Optional[float], paper: Optional[float]) -> str:
 
 
 def mixed_row(row: Optional[dict], columns: int) -> str:
-    """A warning row for an aggregate row whose folds were made by different configs (it has
-    no mean), naming the folds and the fields; nothing otherwise."""
-    if not row or not row.get("mixed"):
+    """A warning row for an aggregate row the aggregator refuses to average (folds made by
+    different configs, naming the folds and the fields; a fold with two results, naming the
+    files); nothing otherwise."""
+    if not row or not refused(row):
         return ""
-    return f'<tr class=mixed><td colspan={columns} class=mixed>not averaged: {e(row["mixed"])}</td></tr>'
+    return f'<tr class=mixed><td colspan={columns} class=mixed>not averaged: {e(refused(row))}</td></tr>'
 
 
 def figure(fig, caption: str) -> str:
@@ -113,7 +114,7 @@ def table1_section(group: Group, expected_folds: Optional[int], title: str) -> s
                 folds = row["folds"].values() if row else []
                 paper = paper_table1(d, res)
                 groups.append({"label": f"{res}{star}", "uar": [f.get("uar" + suffix) for f in folds],
-                               "war": [f.get("war" + suffix) for f in folds],
+                               "war": [f.get("war" + suffix) for f in folds], "refused": bool(row and refused(row)),
                                "paper": {m: paper[m + suffix] for m in ("uar", "war")} if paper else None})
         out.append(figure(figures.folds_figure(groups, f"{dataset_title(d)}: per-fold UAR / WAR by resolution (* = 2-clip)"),
                           f"{dataset_title(d)} per fold, {group.name}"))
@@ -179,13 +180,13 @@ def ablation_section(sweep_result) -> str:
                 cells += delta_cell(f"{key}/{m}_delta", row and row.get(f"{m}_mean"), paper and paper[m])
             params = [r.result.get("trainable_params") for r in done if r.result.get("trainable_params")]
             cells += num(f"{key}/trainable_params", f"{params[0] / 1e6:.2f}" if params else "—")
-            counts = {s: sum(r.status == s for r in runs) for s in ("failed", "missing")}
+            counts = {s: sum(r.status == s for r in runs) for s in STATUSES if s != "done"}
             status = f"{len(done)}/{len(runs)} done" + "".join(f", {n} {s}" for s, n in counts.items() if n)
             cells += f'<td class="{"num" if len(done) == len(runs) else "num missing"}">{e(status)}</td>'
             body.append(f"<tr>{cells}</tr>" + mixed_row(row, len(labels) + 2 * many + 8 + has_params))
             fig_rows.append({"label": " ".join(x for x in labels if x) + (f" ({d} {res})" if many else ""),
                              "uar": [r.result["uar"] for r in done], "war": [r.result["war"] for r in done],
-                             "paper": paper})
+                             "paper": paper, "refused": bool(row and refused(row))})
     grid = f"{', '.join(d.upper() for d in sweep.datasets)}; {', '.join(map(str, sweep.resolutions))} px; " \
            f"fold(s) {', '.join(map(str, sweep.folds))}"
     out = [f'<h2 id="{e(sweep.name)}">{e(sweep.title)}</h2>',
@@ -205,12 +206,13 @@ def ablation_section(sweep_result) -> str:
 
 def run_section(run: Run) -> str:
     r = run.result
-    head = (f"{run.group} · {run.dataset.upper()} {run.resolution} px · fold {run.fold}: "
+    head = (f"{run.group} · {run.dataset.upper()} {run.resolution} px · fold {run.fold}"
+            + ("" if run.status == "done" else f" ({run.status}, not averaged)") + ": "
             f"UAR {fmt(r['uar'])} WAR {fmt(r['war'])}"
             + (f" (2-clip {fmt(r['uar_2clip'])} / {fmt(r.get('war_2clip'))})" if r.get("uar_2clip") is not None
                else ""))
     parts = [f'<details id="run-{e(run.key)}"><summary>{e(head)}</summary>',
-             f"<p class=small>{e(run.folder)} · config {e(r.get('config_fingerprint'))} · "
+             f"<p class=small>{e(run.folder)} · run fingerprint {e(r.get('config_fingerprint'))} · "
              f"{e(r.get('precision'))} · epoch {e(r.get('epoch'))} · {e(r.get('num_test_clips'))} test clips"
              + (f" · {len(r['skipped_test_clips'])} skipped: {e(', '.join(map(str, r['skipped_test_clips'])))}"
                 if r.get("skipped_test_clips") else "") + "</p>"]
@@ -241,13 +243,13 @@ def run_section(run: Run) -> str:
 
 
 def problems_section(runs: list[Run], problems: list[str]) -> str:
-    """The runs without a result (missing, failed, corrupt) and the aggregator's other problems
-    (duplicate results, results that name no run folder)."""
+    """The runs not counted (missing, failed, corrupt, duplicate) and the aggregator's other
+    problems (results that name no run folder)."""
     bad = [r for r in runs if r.status != "done"]
     others = "".join(f"<li class=failed>{e(p)}</li>" for p in problems)
     others = f"<p>Also found:</p><ul>{others}</ul>" if others else ""
     if not bad:
-        return ('<h2 id="problems">Missing or failed runs</h2><p>None: every expected run has its result.</p>'
+        return ('<h2 id="problems">Missing or failed runs</h2><p>None: every expected run has its result, once.</p>'
                 + others)
     rows = "".join(f'<tr><td>{e(r.group)}</td><td>{e(r.dataset.upper())}</td><td class=num>{e(r.resolution)}</td>'
                    f'<td class=num>{r.fold}</td><td class="status-{r.status}">{e(r.status)}</td>'
@@ -259,14 +261,14 @@ def problems_section(runs: list[Run], problems: list[str]) -> str:
 
 def render(report: Report) -> str:
     runs = report.runs()
-    counts = {s: sum(r.status == s for r in runs) for s in ("done", "failed", "missing")}
+    counts = {s: sum(r.status == s for r in runs) for s in STATUSES}
     table1 = [(s, g) for s in report.sweeps if s.sweep.layout == "table1" for g in s.groups]
     ablations = [s for s in report.sweeps if s.sweep.layout != "table1"]
     nav = ['<a href="#table1">Table 1</a>'] + [f'<a href="#{e(s.sweep.name)}">{e(s.sweep.name)}</a>' for s in ablations]
     nav += ['<a href="#problems">missing/failed</a>', '<a href="#runs">runs</a>']
     body = ["<h1>MMA-DFER: these runs beside the paper</h1>",
-            f"<p class=small>runs root {e(report.root)} · {len(runs)} runs: {counts['done']} done, "
-            f"{counts['failed']} failed, {counts['missing']} missing · written "
+            f"<p class=small>runs root {e(report.root)} · {len(runs)} runs: "
+            f"{', '.join(f'{n} {s}' for s, n in counts.items() if n or s != 'duplicate')} · written "
             f"{datetime.datetime.now().isoformat(timespec='seconds')}</p>",
             f"<nav>{''.join(nav)}</nav>", '<h2 id="table1">Table 1 reproduction</h2>']
     if not table1 and not report.loose:
@@ -279,7 +281,7 @@ def render(report: Report) -> str:
     body.append(problems_section(runs, [p for g in report.groups() for p in g.problems]))
     body.append('<h2 id="runs">Runs</h2><p class=small>Per run: recall per class, the confusion matrix and the '
                 "training curves (click to open).</p>")
-    body += [run_section(r) for r in runs if r.status == "done"]
+    body += [run_section(r) for r in runs if r.result is not None]
     return (f'<!DOCTYPE html>\n<html lang="en"><head><meta charset="utf-8">'
             f'<meta name="viewport" content="width=device-width, initial-scale=1">'
             f"<title>MMA-DFER report: {e(report.root)}</title><style>{CSS}</style></head>\n<body>\n"

@@ -15,8 +15,6 @@ import logging
 from pathlib import Path
 from typing import Optional
 
-import torch
-
 from mma_dfer.utils import sha256_file
 
 log = logging.getLogger(__name__)
@@ -115,6 +113,8 @@ def saved_module(tag_dir: Path) -> dict:
 
 def weights_digest(module: dict) -> str:
     """sha256 of a state dict's tensors (names, dtypes, shapes and bytes, in name order)."""
+    import torch  # here: finding and checking checkpoints (resolve, latest, verify) needs no torch
+
     h = hashlib.sha256()
     for name in sorted(module):
         t = module[name].detach().cpu().contiguous()

@@ -5,7 +5,10 @@ from __future__ import annotations
 
 import argparse
 import os
+import signal
 import sys
+
+INTERRUPTED_EXIT_CODE = 130  # the shell's code for Ctrl-C: the second one stops at once
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
@@ -32,11 +35,27 @@ def parser() -> argparse.ArgumentParser:
 
 
 def run(args) -> int:
+    from mma_dfer.config import ConfigError, load_config
+    from mma_dfer.data.annotations import AnnotationError
+    from mma_dfer.runs.preflight import PreflightError, check_training
+
+    # the config and what it names on disk, before torch, DeepSpeed and the model are imported
+    try:
+        cfg = load_config(args.config, args.overrides)
+        check_training(cfg, args.resume, args.init_from)
+    except (ConfigError, AnnotationError, PreflightError) as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    return train_and_report(args, cfg)
+
+
+def train_and_report(args, cfg) -> int:
+    """Train ``cfg`` (checked by :func:`run`); the exit code of each way a run can end."""
     import logging
 
     import torch
 
-    from mma_dfer.config import ConfigError, load_config
+    from mma_dfer.config import ConfigError
     from mma_dfer.data.annotations import AnnotationError
     from mma_dfer.data.video import ClipError
     from mma_dfer.models.checkpoints import CheckpointError
@@ -53,11 +72,15 @@ def run(args) -> int:
         logging.getLogger("mma_dfer.train").warning("no --deepspeed_config: %s (the default on %s)", ds_config,
                                                     "a GPU" if torch.cuda.is_available() else "the CPU")
     try:
-        cfg = load_config(args.config, args.overrides)
         train(cfg, ds_config, args.resume, args.init_from)
     except Preempted as e:
-        print(f"preempted: {e}; rerun with --resume auto to continue", file=sys.stderr)
+        what = "interrupted (Ctrl-C)" if e.signum == signal.SIGINT else "preempted"
+        print(f"{what}: {e}; the same command resumes: {resume_command()}", file=sys.stderr)
         return PREEMPTED_EXIT_CODE
+    except KeyboardInterrupt:  # a second Ctrl-C: stopped at once, without a checkpoint of this moment
+        print(f"interrupted: stopped at once; the last complete checkpoint is kept, the same command resumes "
+              f"from it: {resume_command()}", file=sys.stderr)
+        return INTERRUPTED_EXIT_CODE
     except (ConfigError, AnnotationError, ClipError, CheckpointError, TrainingError, IdentityError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
@@ -74,6 +97,32 @@ def run(args) -> int:
         sys.stdout.flush()
         os._exit(PEER_LOST_EXIT_CODE)
     return 0
+
+
+def resume_command() -> str:
+    """What continues this run: this process's command line, shell-quoted, without a
+    ``--resume never`` (which would refuse the folder the run now holds); under a launcher of
+    several ranks (deepspeed, SLURM), that launcher's command."""
+    import shlex
+
+    if int(os.environ.get("WORLD_SIZE", "1")) > 1:
+        return "the same launch command (--resume auto, the default)"
+    argv = list(sys.argv)
+    if argv[0].endswith("__main__.py"):
+        head = ["python", "-m", "mma_dfer"]
+    elif argv[0].endswith(".py"):
+        head = ["python", argv[0]]
+    else:
+        head = [os.path.basename(argv[0])]
+    rest, i = [], 1
+    while i < len(argv):
+        if argv[i] == "--resume" and argv[i + 1:i + 2] == ["never"]:
+            i += 2
+            continue
+        if argv[i] != "--resume=never" and not argv[i].startswith("--local_rank"):
+            rest.append(argv[i])
+        i += 1
+    return " ".join(head + [shlex.quote(a) for a in rest])
 
 
 def main(argv=None) -> int:

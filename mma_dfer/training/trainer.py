@@ -1,7 +1,7 @@
 """One fold at one resolution, trained the paper's way through the DeepSpeed engine.
 
 ``run(cfg, ds_config, resume, init_from)`` is the whole job: distributed set-up, data, model, DeepSpeed,
-the epoch loop (cosine LR stepped per epoch, checkpoint every epoch and on SIGUSR1/SIGTERM),
+the epoch loop (cosine LR stepped per epoch, checkpoint every epoch and on SIGUSR1/SIGTERM/Ctrl-C),
 the final 1-clip and 2-clip evaluation and ``result.json``. Exit paths: normal completion;
 :class:`Preempted` after a signal (checkpoint written, the caller requeues); an exception
 (nothing overwritten).
@@ -42,7 +42,7 @@ from mma_dfer.training.loss_window import LossWindow
 from mma_dfer.training.rng import rng_state, set_rng_state
 from mma_dfer.training.sampler import GlobalBatchSampler
 from mma_dfer.training.schedule import cosine_lr, set_lr
-from mma_dfer.training.signals import FAULT_ENV, Preempted, StopFlag
+from mma_dfer.training.signals import Preempted, StopFlag, fault_hook
 from mma_dfer.utils import atomic_write_json, seed_everything
 
 log = logging.getLogger("mma_dfer.train")
@@ -115,7 +115,10 @@ class Trainer:
         self.train_set = ClipDataset(self.train_samples, cfg.data, train=True, seed=cfg.train.seed)
         import deepspeed
 
+        from mma_dfer.training import cpu_op
+
         if not dist.is_initialized():
+            cpu_op.prepare(env.world_size, env.is_main)
             deepspeed.init_distributed(dist_backend="nccl" if torch.cuda.is_available() else "gloo",
                                        auto_mpi_discovery=False,
                                        timeout=set_collective_timeout(cfg.train.collective_timeout_s))
@@ -238,7 +241,7 @@ class Trainer:
         window = LossWindow(cfg.train.log_every * self.sampler.accum, self.device)
         skipped, t0, seen = [], time.time(), 0
         mark = (t0, 0)  # time and clips at the last log line: its rate covers the steps since
-        fault_at = int(os.environ.get(FAULT_ENV, "0"))
+        fault_at, fault_signal = fault_hook()
         for batch in self.loader():
             if st["step_in_epoch"] >= steps:
                 break
@@ -258,7 +261,7 @@ class Trainer:
             st["step_in_epoch"] += 1
             st["global_step"] += 1
             if env.is_main and fault_at and st["global_step"] == fault_at:
-                os.kill(os.getpid(), signal.SIGUSR1)
+                os.kill(os.getpid(), fault_signal)
             if bar is not None:
                 bar.update(1)
             # The device is read (and the ranks agree) every log_every steps, at the epoch's end,
@@ -398,7 +401,7 @@ class Trainer:
         if self.resume_from is not None:
             self.load(self.resume_from)
         if env.is_main:
-            log.info("run %s (config %s): %d train clips, %d test clips, %d steps/epoch, world %d (%s)%s",
+            log.info("run %s (run fingerprint %s): %d train clips, %d test clips, %d steps/epoch, world %d (%s)%s",
                      self.run_dir, self.fingerprint, len(self.train_set), len(self.test_samples),
                      self.sampler.steps_per_epoch, env.world_size, env.source,
                      ", resumed" if self.resume_from is not None else "")
