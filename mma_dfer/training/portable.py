@@ -112,6 +112,15 @@ def _create_optimizer_state(optimizer) -> None:
     """Make AdamW create its (zero) state on a fresh engine without changing a weight: one step at
     lr 0 on zero gradients (decay multiplies by 1 - 0, the update is 0 / eps)."""
     base = base_optimizer(optimizer)
+    if hasattr(optimizer, "fp32_partitioned_groups_flat"):  # ZeRO-3 steps its sub-groups one by one:
+        # AdamW's state of each flat fp32 partition, as its first step would make it
+        fused = any(g.get("fused") or g.get("capturable") for g in base.param_groups)
+        for flat in optimizer.fp32_partitioned_groups_flat:
+            if "exp_avg" not in base.state.get(flat, {}):
+                step = torch.zeros((), dtype=torch.float32, device=flat.device) if fused else torch.tensor(0.0)
+                base.state[flat] = {"step": step, "exp_avg": torch.zeros_like(flat),
+                                    "exp_avg_sq": torch.zeros_like(flat)}
+        return
     if base.state:
         return
     lrs = [g["lr"] for g in base.param_groups]
