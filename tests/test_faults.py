@@ -223,6 +223,7 @@ def small_disk(tmp_path):
     subprocess.run(["umount", str(mnt)], check=True)
 
 
+@pytest.mark.slow
 def test_a_full_disk_during_a_checkpoint_stops_the_run_and_it_resumes_after(demo_root, small_disk):
     out = small_disk / "run"
     args = ["--config", DEMO, "--set", f"data.root={demo_root}", "--set", "train.epochs=2",

@@ -30,13 +30,20 @@ class NoSpaceError(TrainingError):
     """The file system ran out of space while a checkpoint was written (exit 2, not a lost rank)."""
 
 
-def is_no_space(exc: BaseException) -> bool:
-    """ENOSPC (or EDQUOT), also when torch's zip writer reports it only as a failed write."""
+def is_no_space(exc: BaseException, ckpt_dir: Path) -> bool:
+    """ENOSPC or EDQUOT; torch's zip writer reports a full disk only as a failed write ("file write
+    failed", "unexpected pos"), which counts when the checkpoints' file system has less room left
+    than two checkpoints (64 MiB at least)."""
     if isinstance(exc, OSError) and exc.errno in (errno.ENOSPC, errno.EDQUOT):
         return True
     text = str(exc)
-    return "No space left on device" in text or "Disk quota exceeded" in text or \
-        (isinstance(exc, RuntimeError) and "file write failed" in text)
+    if "No space left on device" in text or "Disk quota exceeded" in text:
+        return True
+    if not (isinstance(exc, RuntimeError) and ("file write failed" in text or "unexpected pos" in text)):
+        return False
+    newest = complete_tags(ckpt_dir)
+    size = sum(f.get("size", 0) for f in newest[-1]["files"].values()) if newest else 0
+    return shutil.disk_usage(ckpt_dir).free < max(2 * size, 64 * 2 ** 20)
 
 
 def _barrier() -> None:
@@ -71,7 +78,7 @@ def save(engine, ckpt_dir: Path, tag: str, client_state: dict, is_main: bool, id
                                                  "world_size": engine.dp_world_size, **identity,
                                                  "files": file_table(tag_dir)})
     except (OSError, RuntimeError) as e:
-        if not is_no_space(e):
+        if not is_no_space(e, Path(ckpt_dir)):
             raise
         shutil.rmtree(tag_dir, ignore_errors=True)  # never picked (no marker); removed to give the space back
         newest = complete_tags(ckpt_dir)
