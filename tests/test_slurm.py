@@ -174,3 +174,70 @@ def test_sbatch_sweep_runs_its_variants_and_the_report(slurm, demo_root, tmp_pat
     wait_idle(slurm)
     for task in (0, 1):
         assert "already finished" in (runs / f"slurm-{job2}_{task}.out").read_text()
+
+
+def test_a_run_preempted_twenty_times_ends_as_an_uninterrupted_one(slurm, demo_root, tmp_path):
+    """The soak: one demo run under slurm/all_folds.sh preempted at random moments (start-up,
+    training, checkpoint writes, evaluation), by `scontrol requeue` (SIGTERM, then SIGKILL after
+    KillWait) or by SIGKILL of its training process (the lease names it) and a requeue, 20 times;
+    it ends with the uninterrupted run's metrics and bit-identical final weights."""
+    import random
+
+    import torch
+
+    from mma_dfer.runs import checkpoints, lease
+
+    rng = random.Random(26)
+    sets = f"data.root={demo_root} train.epochs=8"
+    runs = tmp_path / "runs"
+    runs.mkdir()
+    job = sbatch_all_folds(slurm, runs, "1", "32", sets, "0")
+    task = f"{job}_0"
+    run_dir = runs / "dfew/res32/fold1"
+
+    def requeue():
+        sh(["scontrol", "requeue", task], slurm)
+        time.sleep(2)  # SLURM holds a requeued job ~120 s; release it (not in the same second)
+        sh(["scontrol", "update", f"JobId={task}", "StartTime=now"], slurm)
+
+    def state():
+        return sh(["squeue", "-h", "-j", task, "-o", "%T"], slurm).stdout.strip()
+
+    kinds = []
+    while len(kinds) < 20:
+        end = time.time() + 300
+        while (now := state()) != "RUNNING":
+            assert time.time() < end, f"not running again after {len(kinds)} preemptions"
+            if not now:  # a killed step failed the job before it was requeued
+                requeue()
+            elif now == "PENDING":  # still held (the release came while it was completing)
+                sh(["scontrol", "update", f"JobId={task}", "StartTime=now"], slurm)
+            time.sleep(1)
+        time.sleep(rng.uniform(1, 10))
+        assert not (run_dir / "result.json").exists(), f"the run finished after only {len(kinds)} preemptions"
+        holder = json.loads((run_dir / lease.FILE).read_text()) if (run_dir / lease.FILE).exists() else None
+        if rng.random() < 0.3 and holder and lease._pid_alive(holder["pid"]):
+            os.kill(holder["pid"], 9)  # this test's own job's process, named by its lease
+            kinds.append("kill")
+        else:
+            kinds.append("requeue")
+        requeue()
+    end = time.time() + 900
+    while not (run_dir / "result.json").exists():
+        assert time.time() < end, "the run never finished"
+        if not state():
+            requeue()
+        time.sleep(3)
+    wait_idle(slurm)
+    log = (runs / f"slurm-{job}_0.out").read_text()
+    assert "restart 20" in log and log.count("resumed from") >= 3, log[-3000:]
+    soaked = json.loads((run_dir / "result.json").read_text())
+    ref_dir = tmp_path / "reference"
+    run_train("--config", str(ROOT / "configs/demo.yaml"), "--set", f"data.root={demo_root}", "--set", "train.epochs=8",
+              "--set", "data.resolution=32", "--set", f"output_dir={ref_dir}")
+    reference = json.loads((ref_dir / "result.json").read_text())
+    for key in ("uar", "war", "uar_2clip", "war_2clip", "confusion_matrix", "confusion_matrix_2clip", "epoch"):
+        assert soaked[key] == reference[key], (key, kinds)
+    a, b = (checkpoints.saved_module(checkpoints.resolve(d)) for d in (ref_dir, run_dir))
+    assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a), kinds
+    assert not (run_dir / lease.FILE).exists()

@@ -128,6 +128,14 @@ def marker(tag_dir: Path) -> dict:
     return json.loads((Path(tag_dir) / MARKER).read_text())
 
 
+def world_size(marker: dict) -> int:
+    """How many ranks wrote a checkpoint: its marker says so (``world_size``); a marker written
+    before it did is counted by its per-rank RNG files."""
+    if isinstance(marker.get("world_size"), int):
+        return marker["world_size"]
+    return max(1, sum(1 for name in marker.get("files", {}) if name.startswith("rng_rank")))
+
+
 def resolve(path: Path) -> Path:
     """A run folder, its ``checkpoints/`` folder or one tag folder -> the complete tag folder."""
     path = Path(path)

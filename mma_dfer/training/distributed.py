@@ -19,6 +19,8 @@ from dataclasses import dataclass
 import torch
 import torch.distributed as dist
 
+from mma_dfer.training import TrainingError
+
 LAUNCHER_VARS = ("RANK", "WORLD_SIZE", "LOCAL_RANK", "MASTER_ADDR", "MASTER_PORT")
 PEER_LOST_EXIT_CODE = 76  # a collective failed or timed out: a rank (or its node) is gone; requeue and resume
 
@@ -95,6 +97,33 @@ def set_collective_timeout(seconds: int) -> datetime.timedelta:
     if isinstance(getattr(c10d, "default_pg_nccl_timeout", None), datetime.timedelta):
         c10d.default_pg_nccl_timeout = timeout
     return timeout
+
+
+class PortInUseError(TrainingError):
+    """The rendezvous port is taken (another run on this host): a start-up failure, exit 2, not 76."""
+
+
+def port_in_use(exc: BaseException) -> bool:
+    text = str(exc)
+    return "EADDRINUSE" in text or "ddress already in use" in text
+
+
+def init_process_group(env: DistEnv, timeout_s: int) -> None:
+    """DeepSpeed's process group over ``env`` (gloo on the CPU, NCCL on GPUs). A rendezvous port
+    that another process holds is a :class:`PortInUseError` saying how to choose another, so it is
+    not taken for a lost rank (which would be requeued to clash again)."""
+    import deepspeed
+
+    try:
+        deepspeed.init_distributed(dist_backend="nccl" if torch.cuda.is_available() else "gloo",
+                                   auto_mpi_discovery=False, timeout=set_collective_timeout(timeout_s))
+    except Exception as e:
+        if not port_in_use(e):
+            raise
+        raise PortInUseError(
+            f"port {env.master_port} on {env.master_addr} is in use (another run on this host?): rank "
+            f"{env.rank} could not open the rendezvous there. Choose another port: deepspeed --master_port N, "
+            f"or MASTER_PORT=N (srun, sbatch --export=ALL,MASTER_PORT=N)") from None
 
 
 def is_collective_failure(exc: BaseException) -> bool:

@@ -31,10 +31,11 @@ from mma_dfer.inference.evaluate import evaluate
 from mma_dfer.datasets import class_names
 from mma_dfer.runs import checkpoints
 from mma_dfer.runs.folder import claim, write_identity
+from mma_dfer.runs.lease import Lease, LeaseError
 from mma_dfer.runs.identity import check_same, fingerprint, flatten, run_identity
 from mma_dfer.runs.results import make_result
-from mma_dfer.training import TrainingError, checkpointing
-from mma_dfer.training.distributed import DistEnv, all_max, all_mean, detect, set_collective_timeout
+from mma_dfer.training import TrainingError, checkpointing, portable
+from mma_dfer.training.distributed import DistEnv, all_max, all_mean, detect, init_process_group
 from mma_dfer.training.ds_config import deepspeed_config
 from mma_dfer.training.engine import build_engine, eager, precision_name
 from mma_dfer.training.logging import RunLogger
@@ -119,9 +120,8 @@ class Trainer:
 
         if not dist.is_initialized():
             cpu_op.prepare(env.world_size, env.is_main)
-            deepspeed.init_distributed(dist_backend="nccl" if torch.cuda.is_available() else "gloo",
-                                       auto_mpi_discovery=False,
-                                       timeout=set_collective_timeout(cfg.train.collective_timeout_s))
+            init_process_group(env, cfg.train.collective_timeout_s)
+        self.take_lease()
         seed_everything(cfg.train.seed)  # same initial weights on every rank
         model = build_model(cfg)
         if self.init is not None and self.resume_from is None:  # before DeepSpeed copies the weights
@@ -143,6 +143,46 @@ class Trainer:
         self.logger = RunLogger(self.run_dir, env.is_main)
         self.state = {"epoch": 0, "step_in_epoch": 0, "global_step": 0, "train_time": 0.0, "samples": 0}
         seed_everything(t.seed + 1000 * env.rank)  # per-rank stream for drop-path
+
+    def take_lease(self) -> None:
+        """Rank 0 takes the run folder's lease (runs/lease.py) before anything is written; every
+        rank stops with the same error when another live run holds it."""
+        self.lease = None
+        if self.env.is_main:
+            try:
+                self.lease = Lease(self.run_dir).acquire()
+            except LeaseError as e:
+                held = e
+            else:
+                held = None
+        device = torch.device("cuda", self.env.local_rank) if torch.cuda.is_available() else torch.device("cpu")
+        refused = all_max([float(self.env.is_main and held is not None)], device)[0]
+        if self.env.is_main and held is not None:
+            raise TrainingError(str(held))
+        if refused:
+            raise TrainingError(f"{self.run_dir} is in use by another run (rank 0 names it)")
+
+    def check_world_size(self, tag_dir: Optional[Path]) -> None:
+        """A checkpoint written by another number of ranks continues through its rank-independent
+        state (training/portable.py); one without it (written before it existed), or a JSON whose
+        optimizer state cannot be written rank-independently, is refused before anything is written."""
+        if tag_dir is None:
+            return
+        marker = checkpoints.marker(tag_dir)
+        saved, now = checkpoints.world_size(marker), self.env.world_size
+        if saved == now:
+            return
+        fp16_z0 = self.ds_cfg.get("fp16", {}).get("enabled") and not self.ds_cfg.get("zero_optimization", {}).get("stage")
+        why = (None if portable.FILE in marker.get("files", {}) else
+               f"it holds no rank-independent state ({portable.FILE}; checkpoints before it was added do not)")
+        if fp16_z0:
+            why = f"{self.ds_config_path} is a whole-module fp16 JSON at ZeRO stage 0, whose master weights " \
+                  "DeepSpeed keeps out of reach (use the torch_autocast fp16 JSON or ZeRO-1/2/3)"
+        if why:
+            raise TrainingError(f"{tag_dir} was written by {saved} ranks and this run has {now}: it cannot continue "
+                                f"on {now} because {why}. Resume it on {saved} ranks (deepspeed --num_gpus {saved}, "
+                                f"srun -n {saved}), or start a new run from its weights with --init-from {tag_dir}")
+        log.info("%s was written by %d ranks; continuing on %d through %s", tag_dir, saved, now, portable.FILE)
 
     def init_weights(self, model) -> None:
         """--init-from: the other run's trainable weights, every one of them, in this model."""
@@ -171,8 +211,17 @@ class Trainer:
         if self.grad_scaler() is not None:
             client["grad_scaler"] = self.grad_scaler().state_dict()
         tag_dir = self.ckpt_dir / tag
-        checkpointing.save(self.engine, self.ckpt_dir, tag, client, self.env.is_main, stamp,
-                           before_marker=lambda: torch.save(rng_state(), tag_dir / f"rng_rank{self.env.rank}.pt"))
+        if self.lease is not None and self.lease.lost:
+            raise TrainingError(f"{self.run_dir}: another run took this folder's lease over ({self.lease.lost}); "
+                                "this run stops without writing more")
+        progress = {**self.state, "grad_scaler": client.get("grad_scaler")}
+
+        def before_marker():
+            torch.save(rng_state(), tag_dir / f"rng_rank{self.env.rank}.pt")
+            if portable.supported(self.engine) is None:
+                portable.save(self.engine, self.optimizer, tag_dir, self.env.is_main, progress)
+
+        checkpointing.save(self.engine, self.ckpt_dir, tag, client, self.env.is_main, stamp, before_marker=before_marker)
         log.info("saved checkpoint %s", tag_dir)
 
     def find_resume(self) -> Optional[Path]:
@@ -194,7 +243,9 @@ class Trainer:
         every file checked against the marker's hashes and read with weights_only=True."""
         from mma_dfer.models.checkpoints import safe_load
 
-        checkpoints.verify(tag_dir)
+        marker = checkpoints.verify(tag_dir)
+        if checkpoints.world_size(marker) != self.env.world_size:
+            return self.load_portable(tag_dir, checkpoints.world_size(marker))
         # strict=False below: the frozen encoder weights are not in the checkpoint (see
         # checkpointing.save); every trainable one must be, which is checked, not assumed.
         saved = checkpoints.saved_module(tag_dir).keys()
@@ -214,6 +265,22 @@ class Trainer:
             set_rng_state(safe_load(rng_file), str(rng_file))
         log.info("resumed from %s (epoch %d, step %d of the epoch)", tag_dir, self.state["epoch"],
                  self.state["step_in_epoch"])
+
+    def load_portable(self, tag_dir: Path, saved_world: int) -> None:
+        """Continue from ``tag_dir`` written by ``saved_world`` ranks: the rank-independent state
+        (weights, Adam moments and step, loss scale, progress); each rank's RNG file where this
+        rank had one (drop-path of the other ranks starts from the seed)."""
+        from mma_dfer.models.checkpoints import safe_load
+
+        progress = portable.load(self.engine, self.optimizer, portable.read(tag_dir), str(tag_dir))
+        self.state = {k: progress[k] for k in self.state}
+        if self.grad_scaler() is not None and progress.get("grad_scaler"):
+            self.grad_scaler().load_state_dict(progress["grad_scaler"])
+        rng_file = tag_dir / f"rng_rank{self.env.rank}.pt"
+        if rng_file.is_file():
+            set_rng_state(safe_load(rng_file), str(rng_file))
+        log.info("resumed from %s (epoch %d, step %d of the epoch) on %d ranks; it was written by %d",
+                 tag_dir, self.state["epoch"], self.state["step_in_epoch"], self.env.world_size, saved_world)
 
     # training ------------------------------------------------------------------------------
     def frames(self, batch) -> torch.Tensor:
@@ -393,6 +460,17 @@ class Trainer:
                      self.fingerprint, done["uar"], done["war"])
             return done
         self.resume_from = self.find_resume()
+        self.check_world_size(self.resume_from)
+        self.lease = None
+        try:
+            return self.train()
+        finally:
+            if self.lease is not None:
+                self.lease.release()
+
+    def train(self) -> dict:
+        """Set-up (the lease first, then the engine), the epochs and the final evaluation."""
+        cfg, env = self.cfg, self.env
         self.setup()
         if env.is_main:
             self.run_dir.mkdir(parents=True, exist_ok=True)
