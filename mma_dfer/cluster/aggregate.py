@@ -21,7 +21,8 @@ import sys
 from pathlib import Path
 from typing import Optional
 
-from mma_dfer.runs.identity import PER_FOLD, differences, group_fingerprint
+from mma_dfer import stats
+from mma_dfer.runs.identity import PER_FOLD, PER_SEED, differences, group_fingerprint
 from mma_dfer.utils import atomic_write_json, atomic_write_text, parse_int_list
 
 FOLDS = (1, 2, 3, 4, 5)
@@ -66,6 +67,12 @@ def read_result(path: Path) -> dict:
         raise AggregateError(f"{path}: corrupt result file (fold={data['fold']!r} is not a fold 1-5)")
     if not _is_int(data["resolution"]) or data["resolution"] <= 0:
         raise AggregateError(f"{path}: corrupt result file (resolution={data['resolution']!r} is not a size)")
+    if not _is_int(data.get("seed", 1)):
+        raise AggregateError(f"{path}: corrupt result file (seed={data['seed']!r} is not an integer)")
+    for key in ("predictions", "predictions_2clip"):
+        if data.get(key) is not None and not _predictions_ok(data[key]):
+            raise AggregateError(f"{path}: corrupt result file ({key} is not three equally long integer lists "
+                                 "index, label, pred in dataset-index order)")
     fp, identity = data.get("config_fingerprint"), data.get("run_identity")
     if fp is None or identity is None:
         raise AggregateError(f"{path}: no run identity (config_fingerprint, run_identity): written before run "
@@ -75,23 +82,39 @@ def read_result(path: Path) -> dict:
     return data
 
 
+def _predictions_ok(p) -> bool:
+    if not isinstance(p, dict) or not all(isinstance(p.get(k), list) for k in ("index", "label", "pred")):
+        return False
+    lists = [p["index"], p["label"], p["pred"]]
+    return (len({len(x) for x in lists}) == 1 and all(_is_int(v) for x in lists for v in x)
+            and all(a < b for a, b in zip(p["index"], p["index"][1:])))
+
+
+def seed_of(result: dict) -> int:
+    """The training seed of a result (results written before seeds were recorded: the config's
+    default, 1)."""
+    return int(result.get("seed", 1))
+
+
 def _under(path: Path, folders) -> bool:
     return any(path.is_relative_to(f) for f in folders)
 
 
 def _run_key(folder: Path) -> Optional[tuple]:
-    """(dataset, res, fold) of a run folder, read off its saved ``config.yaml``; None if unreadable."""
+    """(dataset, res, fold, seed) of a run folder, read off its saved ``config.yaml``; None if unreadable."""
     import yaml
 
     try:
-        data = (yaml.safe_load((folder / "config.yaml").read_text()) or {}).get("data", {})
-        return str(data["dataset"]), str(int(data["resolution"])), int(data["fold"])
+        cfg = yaml.safe_load((folder / "config.yaml").read_text()) or {}
+        data = cfg.get("data", {})
+        return str(data["dataset"]), str(int(data["resolution"])), int(data["fold"]), int(
+            (cfg.get("train") or {}).get("seed", 1))
     except (OSError, ValueError, KeyError, TypeError, AttributeError, yaml.YAMLError):
         return None
 
 
 def _failed_runs(root: Path, exclude=()) -> dict:
-    """Run folders (a saved config.yaml) without a result: (dataset, res, fold) -> folder."""
+    """Run folders (a saved config.yaml) without a result: (dataset, res, fold, seed) -> folder."""
     out = {}
     for cfg_path in root.rglob("config.yaml"):
         if (cfg_path.parent / "result.json").exists() or _under(cfg_path, exclude):
@@ -109,8 +132,8 @@ def _stats(values: list[float]) -> tuple[Optional[float], Optional[float]]:
 
 
 def mixed_configs(label: str, results: dict) -> Optional[str]:
-    """Why the folds ``results`` ({fold: (path, result)}) of one row must not be averaged (they
-    were made by different configs: which folds, which fields), or None."""
+    """Why the folds ``results`` ({fold or run key: (path, result)}) of one row must not be
+    averaged (they were made by different configs: which folds, which fields), or None."""
     groups: dict = {}
     for fold, (path, r) in sorted(results.items()):
         groups.setdefault(group_fingerprint(r["run_identity"]), []).append((fold, path, r))
@@ -124,18 +147,22 @@ def mixed_configs(label: str, results: dict) -> Optional[str]:
         fold, path, r = runs[0]
         lines.append(f"  {path} against {base_path}:")
         lines += ["    " + d for d in differences(base["run_identity"], r["run_identity"], f"fold {base_fold}",
-                                                  f"in fold {fold}", skip=PER_FOLD)]
+                                                  f"in fold {fold}", skip=PER_FOLD + PER_SEED)]
     return "\n".join(lines)
 
 
 def collect_all(root: str | Path, folds=FOLDS, resolutions: Optional[list[str]] = None, exclude=(),
-                strict: bool = True) -> tuple[dict, list]:
+                strict: bool = True, seeds: Optional[list[int]] = None, level: float = stats.LEVEL,
+                resamples: int = stats.RESAMPLES, ci_seed: int = stats.SEED) -> tuple[dict, list]:
     """The aggregate JSON (``{dataset: {resolution: {"folds": {fold: {...}}, "uar_mean", ...}}}``)
     and the problems that are not in it. Runs under the ``exclude`` folders are left out (the
     report: sweeps apart from loose runs). ``strict``: the first problem is an AggregateError;
     otherwise a corrupt result is its fold's failure (``row["corrupt"]``, or a problem when its
     folder names no fold), a duplicate a problem, and a row of mixed configs has no means and
-    says why (``row["mixed"]``)."""
+    says why (``row["mixed"]``). A row may hold several training seeds per fold (``seeds``: the
+    expected ones, default those found): a fold's numbers are then its seeds' mean, and each
+    run is listed under ``row["runs"]`` by its run key (:func:`run_key`). The intervals
+    (:func:`add_uncertainty`) use ``level``, ``resamples`` and ``ci_seed``."""
     root = Path(root)
     if not root.is_dir():
         raise AggregateError(f"runs root {root} does not exist")
@@ -161,27 +188,35 @@ def collect_all(root: str | Path, folds=FOLDS, resolutions: Optional[list[str]] 
             else:
                 corrupt[key] = (path.parent, str(e))
             continue
-        key = (str(r["dataset"]), str(r["resolution"]), int(r["fold"]))
+        key = (str(r["dataset"]), str(r["resolution"]), int(r["fold"]), seed_of(r))
         if key in found:
-            problem(f"two results for {key[0]} res {key[1]} fold {key[2]}: {found[key][0]} and {path}")
+            problem(f"two results for {key[0]} res {key[1]} fold {key[2]} seed {key[3]}: {found[key][0]} and {path}")
             continue
         found[key] = (path, r)
     failed = _failed_runs(root, exclude)
     table: dict = {}
-    groups = {(d, res) for d, res, _ in list(found) + list(failed) + list(corrupt)}
+    groups = {k[:2] for k in list(found) + list(failed) + list(corrupt)}
     groups |= {(d, res) for d in {g[0] for g in groups} for res in (resolutions or [])}
     for dataset, res in sorted(groups, key=lambda g: (g[0], int(g[1]))):
-        present = {f: found[(dataset, res, f)] for f in folds if (dataset, res, f) in found}
-        row: dict = {"folds": {str(f): {**{k: r.get(k) for k in METRICS}, "file": str(path),
-                                        "config_fingerprint": r["config_fingerprint"]}
-                               for f, (path, r) in present.items()}}
+        def cell(runs: dict) -> dict:  # (fold, seed) -> value, this row's folds only
+            return {k[2:]: v for k, v in runs.items() if k[:2] == (dataset, res) and k[2] in folds}
+
+        present, row_failed, row_corrupt = cell(found), cell(failed), cell(corrupt)
+        row_seeds = sorted({s for _, s in [*present, *row_failed, *row_corrupt]} | set(seeds or []))
+        key = lambda f, s: run_key(f, s, len(row_seeds) > 1)  # noqa: E731
+        row: dict = {"folds": {}}
+        for f in folds:
+            runs = [(path, r) for (fold, _), (path, r) in sorted(present.items()) if fold == f]
+            if runs:
+                row["folds"][str(f)] = {**{k: _mean_of([r.get(k) for _, r in runs]) for k in METRICS},
+                                        "file": str(runs[0][0]), "config_fingerprint": runs[0][1]["config_fingerprint"]}
         row["missing"] = [f for f in folds if str(f) not in row["folds"]]
-        row["failed"] = {str(f): str(failed[(dataset, res, f)]) for f in folds if (dataset, res, f) in failed}
-        row["corrupt"] = {str(f): corrupt[(dataset, res, f)][1] for f in folds if (dataset, res, f) in corrupt}
-        row["failed"].update({str(f): str(corrupt[(dataset, res, f)][0]) for f in folds
-                              if (dataset, res, f) in corrupt})
-        row["complete"] = not row["missing"]
-        mixed = mixed_configs(f"{dataset} res {res}", present)
+        row["failed"] = {key(*fs): str(folder) for fs, folder in sorted(row_failed.items())}
+        row["corrupt"] = {key(*fs): why for fs, (_, why) in sorted(row_corrupt.items())}
+        row["failed"].update({key(*fs): str(folder) for fs, (folder, _) in sorted(row_corrupt.items())})
+        expected = [(f, s) for f in folds for s in (seeds or row_seeds or [1])]
+        row["complete"] = not row["missing"] and all(fs in present for fs in expected)
+        mixed = mixed_configs(f"{dataset} res {res}", {key(*fs): v for fs, v in present.items()})
         if mixed:
             problem(mixed)
         row["mixed"] = mixed
@@ -192,13 +227,81 @@ def collect_all(root: str | Path, folds=FOLDS, resolutions: Optional[list[str]] 
             row[f"{m}_mean"], row[f"{m}_std"] = _stats([] if mixed else vals)
         paper = PAPER.get(dataset, {}).get(res)
         row["paper"] = dict(zip(METRICS, paper)) if paper else None
+        for why in add_uncertainty(row, {key(*fs): (fs, path, r) for fs, (path, r) in present.items()},
+                                   [(f, s) for f, s in expected if (f, s) not in present], key, level, resamples,
+                                   ci_seed):
+            problem(f"{dataset} res {res}: {why}")
         table.setdefault(dataset, {})[res] = row
     return table, problems
 
 
-def collect(root: str | Path, folds=FOLDS, resolutions: Optional[list[str]] = None, exclude=()) -> dict:
-    """:func:`collect_all` in strict mode: the table, or an AggregateError for the first problem."""
-    return collect_all(root, folds, resolutions, exclude, strict=True)[0]
+def run_key(fold: int, seed: int, several_seeds: bool) -> str:
+    """How a row names one run: its fold ("3"), or with several seeds in the row "3/seed2"."""
+    return f"{fold}/seed{seed}" if several_seeds else str(fold)
+
+
+def _mean_of(values: list) -> Optional[float]:
+    present = [v for v in values if v is not None]
+    return statistics.fmean(present) if present else None
+
+
+def fold_predictions(runs: list, suffix: str = "") -> Optional[tuple]:
+    """(labels, [preds of each run]) of one fold's results (its seeds, or a variant's and its
+    reference's) on their common clips; None when a run stored no predictions (written before
+    the intervals). Runs tested on different clip lists: a ValueError."""
+    records = [r.get("predictions" + suffix) for r in runs]
+    return None if not records or any(x is None for x in records) else stats.align(records)
+
+
+def add_uncertainty(row: dict, runs: dict, absent: list, key, level: float = stats.LEVEL,
+                    resamples: int = stats.RESAMPLES, seed: int = stats.SEED) -> list[str]:
+    """A row's uncertainty, added at the end of it (:mod:`mma_dfer.stats`): per run (``runs``:
+    {run key: ((fold, seed), path, result)}) the result's own interval; per fold and for the mean over
+    the folds the bootstrap interval (each fold's clips redrawn within the fold, its seeds scored
+    on the same redraw); the seeds found and the spread of the seeds' fold means (sample std);
+    the paper verdict of each Table 1 cell; the (fold, seed) runs still ``absent``. Returns the
+    problems (a fold whose runs were tested on different clips has no interval)."""
+    row["seeds"] = sorted({s for (_, s), _, _ in runs.values()})
+    row["missing_runs"] = [key(f, s) for f, s in absent]
+    row["runs"] = {k: {**{m: r.get(m) for m in METRICS}, "fold": f, "seed": s, "file": str(path),
+                       **{f"{m}_ci": (r.get("intervals") or {}).get(m) for m in METRICS}}
+                   for k, ((f, s), path, r) in sorted(runs.items())}
+    row["ci_settings"] = {"level": level, "resamples": resamples, "seed": seed, "method": stats.METHOD}
+    by_fold: dict = {}
+    for (f, s), _, r in runs.values():
+        by_fold.setdefault(f, []).append(r)
+    for m in METRICS:
+        per_seed = {}
+        for (f, s), _, r in runs.values():
+            if r.get(m) is not None:
+                per_seed.setdefault(s, []).append(r[m])
+        means = [statistics.fmean(v) for v in per_seed.values()]
+        row[f"{m}_seed_std"] = statistics.stdev(means) if len(means) > 1 and not row["mixed"] else None
+    problems = []
+    for suffix in ("", "_2clip"):
+        folds = {}
+        for f, rs in sorted(by_fold.items()):
+            try:
+                folds[f] = fold_predictions(rs, suffix)
+            except ValueError as e:
+                folds[f] = None
+                problems.append(f"fold {f}: no interval ({e})")
+        for f, preds in folds.items():
+            ci = stats.mean_intervals([preds], level, resamples, seed) if preds else {}
+            for m in stats.METRICS:
+                row["folds"][str(f)][f"{m}{suffix}_ci"] = ci.get(m)
+        ok = folds and all(p is not None for p in folds.values()) and not row["mixed"]
+        ci = stats.mean_intervals(list(folds.values()), level, resamples, seed) if ok else {}
+        for m in stats.METRICS:
+            row[f"{m}{suffix}_ci"] = ci.get(m)
+    row["verdict"] = {m: stats.verdict(row["paper"][m], row[f"{m}_ci"]) for m in METRICS} if row["paper"] else None
+    return problems
+
+
+def collect(root: str | Path, folds=FOLDS, resolutions: Optional[list[str]] = None, exclude=(), **uncertainty) -> dict:
+    """:func:`collect_all` in strict mode: the table, or an AggregateError for the first problem;
+    ``uncertainty``: its seeds, level, resamples and ci_seed."""
+    return collect_all(root, folds, resolutions, exclude, strict=True, **uncertainty)[0]
 
 
 def _cell(mean, std, complete: bool, n: int, total: int) -> str:
@@ -232,21 +335,64 @@ def markdown(table: dict, folds=FOLDS) -> str:
                              + (f"; failed runs: {row['failed']}" if row["failed"] else ""))
         lines.append("")
     lines.append("mean ± sample std (n-1) over folds; * = 2-clip average; paper = MMA-DFER Table 1")
+    return "\n".join(lines) + "\n\n" + uncertainty_markdown(table)
+
+
+def _ci_text(ci) -> str:
+    return "-" if ci is None else f"[{ci[0]:.2f}, {ci[1]:.2f}]"
+
+
+def uncertainty_markdown(table: dict) -> str:
+    """Per row: the interval of the fold mean, the seeds and their spread, and where the paper's
+    number lies (inside / above / below that interval)."""
+    lines = []
+    level = next((row["ci_settings"]["level"] for rows in table.values() for row in rows.values()), stats.LEVEL)
+    for dataset, rows in table.items():
+        lines += [f"### {dataset.upper()}: {100 * level:g}% intervals of the fold mean", "",
+                  "| res | UAR | WAR | UAR* | WAR* | seeds | seed std UAR/WAR | paper (UAR, WAR, UAR*, WAR*) |",
+                  "|---|---|---|---|---|---|---|---|"]
+        for res, row in rows.items():
+            cis = [_ci_text(row[f"{m}_ci"]) for m in METRICS]
+            spread = "/".join("-" if row[f"{m}_seed_std"] is None else f"{row[f'{m}_seed_std']:.2f}"
+                              for m in ("uar", "war"))
+            verdict = ", ".join(row["verdict"][m] or "-" for m in METRICS) if row["verdict"] else "-"
+            seeds = ",".join(map(str, row["seeds"])) or "-"
+            lines.append(f"| {res} | " + " | ".join(cis + [seeds, spread, verdict]) + " |")
+        lines.append("")
+    lines.append("interval: stratified bootstrap over each fold's test clips (seeds scored on the same redraws); "
+                 "paper verdict: the paper's number inside, above or below it")
     return "\n".join(lines)
 
 
+CI_COLUMNS = [f"{m}_ci_{end}" for m in METRICS for end in ("low", "high")]
+
+
+def _ci_cells(r: dict) -> list:
+    return [(r.get(f"{m}_ci") or [None, None])[i] for m in METRICS for i in (0, 1)]
+
+
 def to_csv(table: dict) -> str:
+    """Per row: the folds (their seeds' mean), mean, std and paper rows as always; at the end of
+    each line the seed and the intervals (a fold's, a run's, the fold mean's), and on the paper
+    line the verdicts. Several seeds add a line per run (fold "3/seed2") and a ``seed_std`` line."""
     buf = io.StringIO()
     w = csv.writer(buf)
-    w.writerow(["dataset", "resolution", "fold", *METRICS])
+    w.writerow(["dataset", "resolution", "fold", *METRICS, "seed", *CI_COLUMNS, *[f"{m}_verdict" for m in METRICS]])
     for dataset, rows in table.items():
         for res, row in rows.items():
+            several = len(row["seeds"]) > 1
+            only = row["seeds"][0] if len(row["seeds"]) == 1 else None
             for fold, r in row["folds"].items():
-                w.writerow([dataset, res, fold, *[r[m] for m in METRICS]])
-            w.writerow([dataset, res, "mean", *[row[f"{m}_mean"] for m in METRICS]])
+                w.writerow([dataset, res, fold, *[r[m] for m in METRICS], only, *_ci_cells(r)])
+            for key, r in row["runs"].items() if several else ():
+                w.writerow([dataset, res, key, *[r[m] for m in METRICS], r["seed"], *_ci_cells(r)])
+            w.writerow([dataset, res, "mean", *[row[f"{m}_mean"] for m in METRICS], only, *_ci_cells(row)])
             w.writerow([dataset, res, "std", *[row[f"{m}_std"] for m in METRICS]])
+            if several:
+                w.writerow([dataset, res, "seed_std", *[row[f"{m}_seed_std"] for m in METRICS]])
             if row["paper"]:
-                w.writerow([dataset, res, "paper", *[row["paper"][m] for m in METRICS]])
+                w.writerow([dataset, res, "paper", *[row["paper"][m] for m in METRICS], None, *[None] * len(CI_COLUMNS),
+                            *[(row["verdict"] or {}).get(m) for m in METRICS]])
     return buf.getvalue()
 
 
@@ -293,12 +439,28 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--folds", default="1-5", help="expected folds (default 1-5)")
     p.add_argument("--resolutions", default="", help="expected resolutions, e.g. 112,160,224 (default: those found)")
     p.add_argument("--plot", help="also draw one bar chart (PNG) per dataset into this folder")
+    p.add_argument("--seeds", default="", help="expected training seeds, e.g. 1,2,3 (default: those found)")
+    p.add_argument("--ci-level", type=float, default=stats.LEVEL, help="the intervals' coverage (default 0.95)")
+    p.add_argument("--ci-resamples", type=int, default=stats.RESAMPLES,
+                   help=f"bootstrap redraws of the test clips (default {stats.RESAMPLES})")
+    p.add_argument("--ci-seed", type=int, default=stats.SEED, help="the redraws' seed (default 0)")
 
 
 def run(args) -> int:
     folds = tuple(parse_int_list(args.folds))
     try:
-        table = collect(args.runs_root, folds, [r for r in args.resolutions.split(",") if r])
+        seeds = parse_int_list(args.seeds) if args.seeds else None
+    except ValueError:
+        print(f"error: --seeds {args.seeds!r} is not a list of integers (1,2,3 or 1-3)", file=sys.stderr)
+        return 2
+    if not 0 < args.ci_level < 1 or args.ci_resamples < 100:
+        print(f"error: --ci-level {args.ci_level} must lie between 0 and 1 and --ci-resamples {args.ci_resamples} "
+              "be at least 100", file=sys.stderr)
+        return 2
+    try:
+        table = collect(args.runs_root, folds, [r for r in args.resolutions.split(",") if r],
+                        seeds=seeds, level=args.ci_level,
+                        resamples=args.ci_resamples, ci_seed=args.ci_seed)
     except AggregateError as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
