@@ -227,6 +227,7 @@ def collect_all(root: str | Path, folds=FOLDS, resolutions: Optional[list[str]] 
             row[f"{m}_mean"], row[f"{m}_std"] = _stats([] if mixed else vals)
         paper = PAPER.get(dataset, {}).get(res)
         row["paper"] = dict(zip(METRICS, paper)) if paper else None
+        row["seeds"] = row_seeds  # found (done, failed) or expected
         for why in add_uncertainty(row, {key(*fs): (fs, path, r) for fs, (path, r) in present.items()},
                                    [(f, s) for f, s in expected if (f, s) not in present], key, level, resamples,
                                    ci_seed):
@@ -258,10 +259,9 @@ def add_uncertainty(row: dict, runs: dict, absent: list, key, level: float = sta
     """A row's uncertainty, added at the end of it (:mod:`mma_dfer.stats`): per run (``runs``:
     {run key: ((fold, seed), path, result)}) the result's own interval; per fold and for the mean over
     the folds the bootstrap interval (each fold's clips redrawn within the fold, its seeds scored
-    on the same redraw); the seeds found and the spread of the seeds' fold means (sample std);
+    on the same redraw); the spread of the seeds' fold means (sample std);
     the paper verdict of each Table 1 cell; the (fold, seed) runs still ``absent``. Returns the
     problems (a fold whose runs were tested on different clips has no interval)."""
-    row["seeds"] = sorted({s for (_, s), _, _ in runs.values()})
     row["missing_runs"] = [key(f, s) for f, s in absent]
     row["runs"] = {k: {**{m: r.get(m) for m in METRICS}, "fold": f, "seed": s, "file": str(path),
                        **{f"{m}_ci": (r.get("intervals") or {}).get(m) for m in METRICS}}
@@ -296,6 +296,21 @@ def add_uncertainty(row: dict, runs: dict, absent: list, key, level: float = sta
             row[f"{m}{suffix}_ci"] = ci.get(m)
     row["verdict"] = {m: stats.verdict(row["paper"][m], row[f"{m}_ci"]) for m in METRICS} if row["paper"] else None
     return problems
+
+
+def paired_rows(variant: dict, reference: dict, level: float = stats.LEVEL, resamples: int = stats.RESAMPLES,
+                seed: int = stats.SEED) -> Optional[dict]:
+    """A variant's difference from a reference row over the folds both ran ({fold: [results of
+    its seeds]} each), with its paired bootstrap interval (both scored on the same redrawn clips
+    of each fold, :func:`mma_dfer.stats.paired_difference`): {"uar": {"delta", "ci",
+    "significant"}, "war": ..., "folds": [...]}; None when they share no fold or a run stored no
+    predictions. Folds tested on different clip lists: a ValueError."""
+    folds = sorted(set(variant) & set(reference))
+    per_fold = [fold_predictions([*variant[f], *reference[f]]) for f in folds]
+    if not folds or any(p is None for p in per_fold):
+        return None
+    split = [(labels, preds[:len(variant[f])], preds[len(variant[f]):]) for f, (labels, preds) in zip(folds, per_fold)]
+    return {**stats.paired_difference(split, level, resamples, seed), "folds": folds}
 
 
 def collect(root: str | Path, folds=FOLDS, resolutions: Optional[list[str]] = None, exclude=(), **uncertainty) -> dict:
