@@ -26,6 +26,8 @@ nav a { margin-right: 14px; } figure { margin: 8px 0 16px; } svg { max-width: 10
 details { border: 1px solid #ddd; border-radius: 4px; padding: 4px 10px; margin: 6px 0; }
 summary { cursor: pointer; font-weight: 600; } .status-failed, .status-missing { color: #b42318; }
 td.mixed { color: #b42318; background: #fff4e5; white-space: pre-wrap; font-size: 12px; }
+div.ci { color: #555; font-size: 11px; } div.inside { color: #1a7f37; } div.above, div.below { color: #b42318; }
+td.sig { font-weight: 700; }
 .flex { display: flex; flex-wrap: wrap; gap: 18px; align-items: flex-start; }
 """
 
@@ -43,7 +45,8 @@ def num(key: str, text: str, cls: str = "num") -> str:
 
 
 def mean_cell(key: str, row: Optional[dict], metric: str, expected: int) -> str:
-    """Mean ± sample std over the folds present; "(n/N folds)" when some are missing."""
+    """Mean ± sample std over the folds present; "(n/N folds)" when some are missing; below it
+    the interval of the mean (``<key>_ci``) and, with several seeds, their spread (``<key>_seeds``)."""
     if not row or row.get(f"{metric}_mean") is None:
         return num(key, "—", "num missing")
     text = fmt(row[f"{metric}_mean"]) + (f" ± {fmt(row[f'{metric}_std'])}" if row.get(f"{metric}_std") is not None
@@ -51,7 +54,37 @@ def mean_cell(key: str, row: Optional[dict], metric: str, expected: int) -> str:
     n = sum(1 for f in row["folds"].values() if f.get(metric) is not None)
     if n < expected:
         text += f" ({n}/{expected} folds)"
-    return num(key, text)
+    extra = ci_div(f"{key}_ci", row.get(f"{metric}_ci"))
+    if row.get(f"{metric}_seed_std") is not None:
+        extra += (f'<div class=ci data-key="{e(key)}_seeds">seeds ± {fmt(row[f"{metric}_seed_std"])} '
+                  f'({len(row["seeds"])} seeds)</div>')
+    return num(key, text)[:-len("</td>")] + extra + "</td>"
+
+
+def ci_text(ci) -> str:
+    return "—" if ci is None else f"[{fmt(ci[0])}, {fmt(ci[1])}]"
+
+
+def ci_div(key: str, ci) -> str:
+    """An interval under a number, in its own data-key (the number's cell text stays as it was)."""
+    return "" if ci is None else f'<div class=ci data-key="{e(key)}">95% CI {e(ci_text(ci))}</div>'
+
+
+def paper_cell(key: str, paper: Optional[float], verdict: Optional[str]) -> str:
+    """The paper's number and, below it, where it lies against our interval (``<key>_verdict``)."""
+    cell = num(key, fmt(paper), "num paper")
+    if verdict is None:
+        return cell
+    return cell[:-len("</td>")] + f'<div class="ci {e(verdict)}" data-key="{e(key)}_verdict">{e(verdict)}</div></td>'
+
+
+def difference_cell(key: str, diff: Optional[dict]) -> str:
+    """A variant minus the reference with its paired interval; bold and starred when the
+    interval excludes zero."""
+    if not diff:
+        return num(key, "—")
+    text = f"{diff['delta']:+.2f} {ci_text(diff['ci'])}" + (" *" if diff["significant"] else "")
+    return num(key, text, "num sig" if diff["significant"] else "num")
 
 
 def delta_cell(key: str, ours: Optional[float], paper: Optional[float]) -> str:
@@ -94,14 +127,17 @@ def table1_section(group: Group, expected_folds: int, title: str) -> str:
                     key = f"{group.name}/{d}/res{res}/{metric}"
                     ours = row.get(f"{metric}_mean") if row else None
                     p = paper[metric] if paper else None
+                    verdict = (row.get("verdict") or {}).get(metric) if row else None
                     cells += [mean_cell(f"{key}_mean", row, metric, expected_folds),
-                              num(f"{key}_paper", fmt(p), "num paper"), delta_cell(f"{key}_delta", ours, p)]
+                              paper_cell(f"{key}_paper", p, verdict), delta_cell(f"{key}_delta", ours, p)]
             body.append(f"<tr><td class=label>MMA (ours)_{e(res)}{star}</td>{''.join(cells)}</tr>")
         body += [mixed_row(table.get(d, {}).get(res), 1 + 6 * len(datasets)) for d in datasets]
     out = [f"<h3>{e(title)}</h3>",
            f"<table><tr><th rowspan=2>Method</th>{head}</tr><tr>{sub}</tr>{''.join(body)}</table>",
-           "<p class=small>ours: mean ± sample std (n−1) over folds; * = 2-clip average; paper: Table 1; "
-           "Δ = ours − paper.</p>", folds_table(group)]
+           "<p class=small>ours: mean ± sample std (n−1) over folds, under it the 95% interval of that mean "
+           "(stratified bootstrap over each fold's test clips) and, with several training seeds, the spread of "
+           "the seeds' means; * = 2-clip average; paper: Table 1, under it whether it lies inside, above or below "
+           "our interval; Δ = ours − paper.</p>", folds_table(group)]
     for d in datasets:
         groups = []
         for res in resolutions:
@@ -111,6 +147,7 @@ def table1_section(group: Group, expected_folds: int, title: str) -> str:
                 paper = paper_table1(d, res)
                 groups.append({"label": f"{res}{star}", "uar": [f.get("uar" + suffix) for f in folds],
                                "war": [f.get("war" + suffix) for f in folds],
+                               "ci": {m: row.get(f"{m}{suffix}_ci") for m in ("uar", "war")} if row else None,
                                "paper": {m: paper[m + suffix] for m in ("uar", "war")} if paper else None})
         out.append(figure(figures.folds_figure(groups, f"{d.upper()}: per-fold UAR / WAR by resolution (* = 2-clip)"),
                           f"{d.upper()} per fold, {group.name}"))
@@ -118,11 +155,11 @@ def table1_section(group: Group, expected_folds: int, title: str) -> str:
 
 
 def folds_table(group: Group) -> str:
-    """Per fold: UAR / WAR (1-clip and 2-clip) or the run's status."""
-    folds = sorted({r.fold for r in group.runs})
-    head = "".join(f"<th>fold {f}</th>" for f in folds)
+    """Per fold (and seed, where a row has several): UAR / WAR (1-clip and 2-clip) or the run's status."""
+    folds = sorted({(r.fold, r.seed or 0) for r in group.runs})
+    head = "".join(f"<th>fold {f}" + (f" · seed {s}" if s else "") + "</th>" for f, s in folds)
     rows = []
-    cells_by = {(r.dataset, r.resolution, r.fold): r for r in group.runs}
+    cells_by = {(r.dataset, r.resolution, (r.fold, r.seed or 0)): r for r in group.runs}
     for d, res in sorted({(r.dataset, r.resolution) for r in group.runs}, key=lambda c: (c[0], int(c[1]))):
         for label, suffix in (("", ""), ("*", "_2clip")):
             cells = []
@@ -143,6 +180,7 @@ def folds_table(group: Group) -> str:
 
 def ablation_section(sweep_result) -> str:
     sweep = sweep_result.sweep
+    reference = sweep_result.reference
     expected = len(sweep.folds)
     combos = sorted({(r.dataset, r.resolution) for g in sweep_result.groups for r in g.runs},
                     key=lambda c: (c[0], int(c[1])))
@@ -151,7 +189,8 @@ def ablation_section(sweep_result) -> str:
     cols = "".join(f"<th>{e(c)}</th>" for c in sweep.columns) or "<th>variant</th>"
     head = (cols + ("<th>dataset</th><th>res</th>" if many else "") + "<th>paper UAR</th><th>paper WAR</th>"
             + ("<th>paper Params (M)</th>" if has_params else "")
-            + "<th>UAR ours</th><th>WAR ours</th><th>Δ UAR</th><th>Δ WAR</th><th>trainable (M), ours</th><th>runs</th>")
+            + "<th>UAR ours</th><th>WAR ours</th><th>Δ UAR</th><th>Δ WAR</th><th>trainable (M), ours</th><th>runs</th>"
+            + f"<th>UAR − {e(reference)}</th><th>WAR − {e(reference)}</th>")
     body, fig_rows = [], []
     for g in sweep_result.groups:
         v = g.variant
@@ -179,9 +218,14 @@ def ablation_section(sweep_result) -> str:
             counts = {s: sum(r.status == s for r in runs) for s in ("failed", "missing")}
             status = f"{len(done)}/{len(runs)} done" + "".join(f", {n} {s}" for s, n in counts.items() if n)
             cells += f'<td class="{"num" if len(done) == len(runs) else "num missing"}">{e(status)}</td>'
-            body.append(f"<tr>{cells}</tr>" + mixed_row(row, len(labels) + 2 * many + 8 + has_params))
+            diff = g.differences.get((d, res))
+            for m in ("uar", "war"):
+                cells += (num(f"{key}/{m}_diff", "reference") if v and v.name == reference
+                          else difference_cell(f"{key}/{m}_diff", diff and diff[m]))
+            body.append(f"<tr>{cells}</tr>" + mixed_row(row, len(labels) + 2 * many + 10 + has_params))
             fig_rows.append({"label": " ".join(x for x in labels if x) + (f" ({d} {res})" if many else ""),
                              "uar": [r.result["uar"] for r in done], "war": [r.result["war"] for r in done],
+                             "ci": {m: row.get(f"{m}_ci") for m in ("uar", "war")} if row else None,
                              "paper": paper})
     grid = f"{', '.join(d.upper() for d in sweep.datasets)}; {', '.join(map(str, sweep.resolutions))} px; " \
            f"fold(s) {', '.join(map(str, sweep.folds))}"
@@ -193,7 +237,10 @@ def ablation_section(sweep_result) -> str:
     out += [f"<table><tr>{head}</tr>{''.join(body)}</table>",
             "<p class=small>paper: the paper's table (its Params column as printed there; the paper ran every "
             "ablation with the ViT-B encoders on DFEW fold 1 at 160 px); ours: mean ± sample std over the folds run; "
-            "Δ = ours − paper; trainable: this project's trainable parameter count.</p>",
+            "Δ = ours − paper; trainable: this project's trainable parameter count; − "
+            f"{e(reference)}: the difference from the reference row on the same test clips (same folds and seeds) "
+            "with its paired 95% bootstrap interval, bold and starred (*) when the interval excludes 0, i.e. "
+            "larger than the test-set noise.</p>",
             figure(figures.ablation_figure(fig_rows, sweep.title), f"{sweep.title}: ours against the paper")]
     return "\n".join(out)
 
@@ -202,8 +249,11 @@ def ablation_section(sweep_result) -> str:
 
 def run_section(run: Run) -> str:
     r = run.result
-    head = (f"{run.group} · {run.dataset.upper()} {run.resolution} px · fold {run.fold}: "
-            f"UAR {fmt(r['uar'])} WAR {fmt(r['war'])}"
+    ci = r.get("intervals") or {}
+    head = (f"{run.group} · {run.dataset.upper()} {run.resolution} px · fold {run.fold}"
+            + (f" · seed {run.seed}" if run.seed is not None else "") + ": "
+            f"UAR {fmt(r['uar'])}{ci.get('uar') and ' ' + ci_text(ci['uar']) or ''} "
+            f"WAR {fmt(r['war'])}{ci.get('war') and ' ' + ci_text(ci['war']) or ''}"
             + (f" (2-clip {fmt(r['uar_2clip'])} / {fmt(r.get('war_2clip'))})" if r.get("uar_2clip") is not None
                else ""))
     parts = [f'<details id="run-{e(run.key)}"><summary>{e(head)}</summary>',
@@ -247,7 +297,8 @@ def problems_section(runs: list[Run], problems: list[str]) -> str:
         return ('<h2 id="problems">Missing or failed runs</h2><p>None: every expected run has its result.</p>'
                 + others)
     rows = "".join(f'<tr><td>{e(r.group)}</td><td>{e(r.dataset.upper())}</td><td class=num>{e(r.resolution)}</td>'
-                   f'<td class=num>{r.fold}</td><td class="status-{r.status}">{e(r.status)}</td>'
+                   f'<td class=num>{r.fold}{"" if r.seed is None else f" · seed {r.seed}"}</td>'
+                   f'<td class="status-{r.status}">{e(r.status)}</td>'
                    f'<td>{e(r.folder or "")}</td><td>{e(r.detail)}</td></tr>' for r in bad)
     return (f'<h2 id="problems">Missing or failed runs ({len(bad)})</h2>'
             "<table><tr><th>group</th><th>dataset</th><th>res</th><th>fold</th><th>status</th><th>folder</th>"
