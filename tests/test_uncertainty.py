@@ -318,3 +318,26 @@ def test_report_shows_intervals_verdicts_seed_spread_and_paired_differences_in_c
         assert "UAR − mtm" in header and "WAR − mtm" in header
         # error bars: the figures draw the intervals (capped bars in the SVG)
         assert pg.locator("figure svg").count() >= 2
+
+
+def test_slurm_sweep_runs_each_seed_into_its_folder(tmp_path):
+    """slurm/sweep.sh with SEEDS: task i of the seed-expanded sweep reaches all_folds.sh's srun
+    with its seed's folder and train.seed (srun faked: it records its command line)."""
+    import os
+
+    fake = tmp_path / "bin"
+    fake.mkdir()
+    (fake / "srun").write_text('#!/bin/sh\necho "$@" > "$SRUN_ARGS"\n')
+    (fake / "srun").chmod(0o755)
+    env = {**os.environ, "PATH": f"{fake}:{Path(sys.executable).parent}:{os.environ['PATH']}",
+           "SLURM_ARRAY_TASK_ID": "3", "SEEDS": "1 2", "RUNS_ROOT": str(tmp_path / "runs"),
+           "VENV": str(tmp_path / "no-venv"), "MMA_DFER_HOME": str(ROOT), "SRUN_ARGS": str(tmp_path / "args")}
+    for var in ("SLURM_JOB_ID", "SLURM_ARRAY_JOB_ID", "SLURM_ARRAY_TASK_MIN"):
+        env.pop(var, None)
+    proc = subprocess.run(["bash", str(ROOT / "slurm/sweep.sh"), "table2"], env=env, capture_output=True, text=True,
+                          timeout=120)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert "task 3 of 10: variant ita128, dfew fold 1 res 160 seed 2" in proc.stdout
+    args = (tmp_path / "args").read_text()
+    assert f"output_dir={tmp_path / 'runs'}/table2/ita128/dfew/res160/fold1/seed2" in args
+    assert "train.seed=2" in args and "model.ita_dim=128" in args
