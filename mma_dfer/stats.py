@@ -40,11 +40,12 @@ def _redrawn_scores(labels: np.ndarray, preds: np.ndarray, rng: np.random.Genera
     correct = np.atleast_2d(preds) == labels
     hits, recalls = 0, []
     for c in np.unique(labels):
-        members = correct[:, labels == c]  # (k, n_c)
-        draw = rng.integers(0, members.shape[1], size=(resamples, members.shape[1]))
-        count = members[:, draw].sum(2)  # (k, R) correct clips of class c in each redraw
+        members = correct[:, labels == c].astype(np.int8)  # (k, n_c)
+        n = members.shape[1]
+        draw = rng.integers(0, n, size=(resamples, n))
+        count = np.take(members, draw, axis=1).sum(2, dtype=np.int64)  # (k, R) correct clips of c per redraw
         hits = hits + count
-        recalls.append(count / members.shape[1])
+        recalls.append(count / n)
     return 100 * np.mean(recalls, 0), 100 * hits / len(labels)
 
 

@@ -168,7 +168,8 @@ def _sweep(args, runs_root: Path) -> list[tuple[dict, TrainJob]]:
     runs = expand(sweep, runs_root, args.config, args.overrides, variants)
     print(f"sweep {sweep.name}: {len(runs)} runs; definition {write_definition(sweep, runs_root)}")
     return [({"sweep": r.sweep, "variant": r.variant, "dataset": r.dataset, "resolution": r.resolution,
-              "fold": r.fold, **({"seed": r.seed} if r.seed is not None else {})}, TrainJob(r.config, args.deepspeed_config, r.overrides, r.output_dir)) for r in runs]
+              "fold": r.fold, **({"seed": r.seed} if r.seed is not None else {})},
+             TrainJob(r.config, args.deepspeed_config, r.overrides, r.output_dir)) for r in runs]
 
 
 def _describe(meta: dict) -> str:

@@ -4,7 +4,8 @@ A sweep file names its variants (each a set of config overrides on top of the ba
 the datasets, folds and resolutions they run on, and, for the report, the paper's layout
 (``columns`` and each variant's ``row``) and numbers (``paper``). Expanded, it is a list of
 :class:`SweepRun`, one per variant x dataset x resolution x fold, each with its run folder
-``<runs_root>/<sweep>/<variant>/<dataset>/res<R>/fold<k>/``. ``launch/submit.py --sweep`` and
+``<runs_root>/<sweep>/<variant>/<dataset>/res<R>/fold<k>/`` (``.../fold<k>/seed<s>/`` when the sweep
+runs several training ``seeds``). ``launch/submit.py --sweep`` and
 ``slurm/sweep.sh`` both fan out that list; ``launch/report.py`` reads the definition that the
 launchers copy next to the runs (``<runs_root>/<sweep>/sweep.yaml``).
 
@@ -259,7 +260,8 @@ def expand(sweep: Sweep, runs_root: str | Path, config: Optional[str] = None, ex
                 cfg_path = config or sweep.config.format(dataset=dataset, resolution=res)
                 for fold, seed in [(f, s) for f in sweep.folds for s in (sweep.seeds or [None])]:
                     sets = [*[f"{k}={_yaml_value(x)}" for k, x in sweep.overrides.items()], *v.override_args(), *extra]
-                    out = seed_folder(Path(runs_root) / sweep.name / v.name / dataset / f"res{res}" / f"fold{fold}", seed)
+                    out = Path(runs_root) / sweep.name / v.name / dataset / f"res{res}" / f"fold{fold}"
+                    out = seed_folder(out, seed)
                     run = SweepRun(sweep.name, v.name, dataset, res, fold, cfg_path, sets, str(out), seed)
                     try:
                         for item in run.overrides:

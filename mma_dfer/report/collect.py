@@ -102,7 +102,8 @@ def _runs(name: str, table: dict, expected: dict, seeds=None) -> list[Run]:
         row = cells.get((d, res), {"runs": {}, "failed": {}, "seeds": []})
         several = len(set(row["seeds"]) | set(seeds or [])) > 1
         wanted = {run_key(f, s, several) for f in expected.get((d, res), []) for s in (seeds or [1])}
-        for key in sorted(set(row["runs"]) | set(row["failed"]) | wanted, key=_split):
+        keys = sorted(set(row["runs"]) | set(row["failed"]) | wanted, key=lambda k: (_split(k)[0], _split(k)[1] or 0))
+        for key in keys:
             fold, seed = _split(key)
             if key in row["runs"]:
                 path = Path(row["runs"][key]["file"])
