@@ -310,6 +310,10 @@ def test_report_shows_intervals_verdicts_seed_spread_and_paired_differences_in_c
         shot = save_shot(pg, "report-intervals.png", full_page=True)
         assert looks_drawn(shot)
         assert console == [] and requests == [out.as_uri()], (console, requests)
+        dom = dict(pg.eval_on_selector_all("[data-key]", "els => els.map(e => [e.dataset.key, e.textContent])"))
+        for k in (f"{key}_mean", f"{key}_mean_ci", f"{key}_paper", f"{key}_paper_verdict",
+                  "table2/mtm/dfew/res160/uar_mean", "table2/mtm/dfew/res160/uar_mean_seeds"):
+            assert dom[k] == c[k], k  # each data-key's own text: the number, the interval under it apart
         verdict = pg.locator(f'[data-key="{key}_paper_verdict"]')
         assert verdict.is_visible() and verdict.inner_text() == row["verdict"]["uar"]
         sig = pg.locator('[data-key="table2/ita128/dfew/res160/uar_diff"]')

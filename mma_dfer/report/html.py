@@ -40,7 +40,11 @@ def fmt(v, digits: int = 2) -> str:
     return "—" if v is None else f"{v:.{digits}f}"
 
 
-def num(key: str, text: str, cls: str = "num") -> str:
+def num(key: str, text: str, cls: str = "num", below: str = "") -> str:
+    """A number cell; ``below``: more lines under the number (each with its own data-key), the
+    number then in a span of its own, so that every data-key's text is exactly its number."""
+    if below:
+        return f'<td class="{cls}"><span data-key="{e(key)}">{e(text)}</span>{below}</td>'
     return f'<td class="{cls}" data-key="{e(key)}">{e(text)}</td>'
 
 
@@ -58,7 +62,7 @@ def mean_cell(key: str, row: Optional[dict], metric: str, expected: int) -> str:
     if row.get(f"{metric}_seed_std") is not None:
         extra += (f'<div class=ci data-key="{e(key)}_seeds">seeds ± {fmt(row[f"{metric}_seed_std"])} '
                   f'({len(row["seeds"])} seeds)</div>')
-    return num(key, text)[:-len("</td>")] + extra + "</td>"
+    return num(key, text, below=extra)
 
 
 def ci_text(ci) -> str:
@@ -72,10 +76,8 @@ def ci_div(key: str, ci) -> str:
 
 def paper_cell(key: str, paper: Optional[float], verdict: Optional[str]) -> str:
     """The paper's number and, below it, where it lies against our interval (``<key>_verdict``)."""
-    cell = num(key, fmt(paper), "num paper")
-    if verdict is None:
-        return cell
-    return cell[:-len("</td>")] + f'<div class="ci {e(verdict)}" data-key="{e(key)}_verdict">{e(verdict)}</div></td>'
+    below = f'<div class="ci {e(verdict)}" data-key="{e(key)}_verdict">{e(verdict)}</div>' if verdict else ""
+    return num(key, fmt(paper), "num paper", below)
 
 
 def difference_cell(key: str, diff: Optional[dict]) -> str:
