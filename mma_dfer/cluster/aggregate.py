@@ -8,6 +8,13 @@ mean. The folds of a row must have been made by one config (the same run identit
 the fold: :func:`mma_dfer.runs.identity.group_fingerprint`); folds of different configs are never
 averaged. Two results for one fold, a corrupt result or folds of different configs are errors
 naming the files (``strict``), or, for the report, problems recorded in the table.
+
+Every row also carries its uncertainty (issue 27; the maths in :mod:`mma_dfer.stats`, from the
+per-clip predictions each ``result.json`` stores): the bootstrap interval of each fold and of the
+fold mean, the paper verdict of each Table 1 cell, and, when the folds were run under several
+training seeds (``fold<k>/seed<s>/``), the seeds' spread beside the folds' (a fold's number is
+then its seeds' mean). :func:`paired_rows` is a sweep variant's paired difference from its
+reference row.
 """
 from __future__ import annotations
 
