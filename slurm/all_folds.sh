@@ -32,6 +32,8 @@
 #   MMA_DFER_HOME the repository (default: the folder sbatch was called from)
 #   VENV          virtual environment to activate                 (default $MMA_DFER_HOME/.venv)
 #   CPU_ONLY=1    no GPUs: DeepSpeed's CPU accelerator with gloo (request --gpus-per-node=0)
+#   SEED          train.seed of every task; the run folders then end in fold<k>/seed<SEED>/
+#                 (slurm/sweep.sh: seeds as a sweep axis; default: the config's seed, fold<k>/)
 #   TASK          grid index to run instead of SLURM_ARRAY_TASK_ID (slurm/sweep.sh: one run)
 #   AGGREGATE=0   do not submit the aggregation job (slurm/sweep.sh submits its report job)
 #   MAX_RESTARTS  requeues allowed after a lost rank (exit 76), counted by SLURM_RESTART_COUNT (default 10)
@@ -127,9 +129,11 @@ fi
 fold=${folds[$(( task % n_folds ))]}
 res=${resolutions[$(( task / n_folds ))]}
 out=$RUNS_ROOT/$DATASET/res$res/fold$fold
+[ -n "${SEED:-}" ] && out=$out/seed$SEED
 config=${CONFIG:-$(paper_config "$res")}
 
 sets=(--set "data.dataset=$DATASET" --set "data.fold=$fold" --set "data.resolution=$res" --set "output_dir=$out")
+[ -n "${SEED:-}" ] && sets+=(--set "train.seed=$SEED")
 for kv in $SETS; do sets+=(--set "$kv"); done
 echo "task $task: $DATASET fold $fold res $res -> $out (restart ${SLURM_RESTART_COUNT:-0}, ${SLURM_NTASKS:-1} ranks" \
   "on ${SLURM_JOB_NODELIST:-$(hostname)}, batch on $(hostname))"

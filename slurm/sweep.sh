@@ -21,6 +21,8 @@
 #                 slurm/all_folds.sh (the cache: one for the sweep, $RUNS_ROOT/.compile-cache)
 #                 (CONFIG replaces the sweep's config; SETS must not change what a variant sets)
 #   FOLDS, RESOLUTIONS   replace the sweep's grid (space- or comma-separated)
+#   SEEDS         training seeds (space- or comma-separated), replacing the sweep's: each run once per
+#                 seed, into .../fold<k>/seed<s>/ (the array grows by that factor: pass a long enough --array)
 #   VARIANTS      run only these variants (space- or comma-separated); the others stay listed as
 #                 missing in the report
 #SBATCH --job-name=mma-dfer-sweep
@@ -52,9 +54,10 @@ lowest=0
 FOLDS=${FOLDS:-}
 RESOLUTIONS=${RESOLUTIONS:-}
 VARIANTS=${VARIANTS:-}
+SEEDS=${SEEDS:-}
 # The sweep's run number $task as shell variables (TOTAL, VARIANT, DATASET, FOLD, RES, ...).
 vars=$(python -m mma_dfer.cluster.sweep task "$sweep_file" "$task" --runs-root "$RUNS_ROOT" \
-  --config "${CONFIG:-}" --folds "${FOLDS// /,}" --resolutions "${RESOLUTIONS// /,}" --variants "$VARIANTS" \
+  --config "${CONFIG:-}" --folds "${FOLDS// /,}" --resolutions "${RESOLUTIONS// /,}" --variants "$VARIANTS" --seeds "${SEEDS// /,}" \
   --sets "${SETS:-}" $([ "$lowest" = 1 ] && echo --write-definition)) || exit 2
 eval "$vars"
 
@@ -80,8 +83,8 @@ if [ "$task" -ge "$TOTAL" ]; then
   echo "task $task is beyond sweep $SWEEP_NAME ($TOTAL runs); nothing to do"
   exit 0
 fi
-echo "sweep $SWEEP_NAME task $task of $TOTAL: variant $VARIANT, $DATASET fold $FOLD res $RES"
+echo "sweep $SWEEP_NAME task $task of $TOTAL: variant $VARIANT, $DATASET fold $FOLD res $RES${SEED:+ seed $SEED}"
 # one compiled-artifact cache for the whole sweep (all_folds.sh would keep one per variant's root)
 export TORCHINDUCTOR_CACHE_DIR=${TORCHINDUCTOR_CACHE_DIR:-$(mkdir -p "$RUNS_ROOT" && cd "$RUNS_ROOT" && pwd)/.compile-cache}
-TASK=0 AGGREGATE=0 DATASET=$DATASET FOLDS=$FOLD RESOLUTIONS=$RES CONFIG=$RUN_CONFIG SETS=$RUN_SETS \
+TASK=0 AGGREGATE=0 SEED=$SEED DATASET=$DATASET FOLDS=$FOLD RESOLUTIONS=$RES CONFIG=$RUN_CONFIG SETS=$RUN_SETS \
   RUNS_ROOT=$VARIANT_ROOT MMA_DFER_HOME=$MMA_DFER_HOME VENV=$VENV exec bash slurm/all_folds.sh

@@ -289,8 +289,15 @@ def test_evaluate_reproduces_a_training_runs_result(demo_root, tmp_path):
     assert proc.returncode == 0, proc.stderr[-3000:]
     trained, evaluated = (json.loads(p.read_text()) for p in (run_dir / "result.json", tmp_path / "eval/result.json"))
     for key in ("dataset", "fold", "resolution", "epoch", "uar", "war", "uar_2clip", "war_2clip", "num_test_clips",
-                "confusion_matrix", "confusion_matrix_2clip"):
+                "confusion_matrix", "confusion_matrix_2clip", "predictions", "predictions_2clip", "intervals", "seed"):
         assert evaluated[key] == trained[key], key
+    # the per-clip predictions behind the intervals (issue 27): one per test clip, scored as the result
+    from mma_dfer import stats
+
+    clips = trained["predictions"]
+    assert len(clips["index"]) == trained["num_test_clips"] and trained["intervals"]["uar"] is not None
+    uar, war = stats.scores(clips["label"], [clips["pred"]])
+    assert (uar[0], war[0]) == pytest.approx((trained["uar"], trained["war"]))
     assert evaluated["checkpoint_kind"] == "mma-dfer"
     older = subprocess.run([sys.executable, str(ROOT / "launch/evaluate.py"), "--config", str(run_dir / "config.yaml"),
                             "--checkpoint", str(run_dir / "checkpoints/epoch001"), "--clips", "1", "--output",

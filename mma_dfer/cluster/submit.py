@@ -145,7 +145,9 @@ def protocol_folds(config: str, overrides: list[str]) -> list[int]:
 
 
 def _grid(args, runs_root: Path) -> list[tuple[dict, TrainJob]]:
-    """The fold x resolution grid of one dataset: (manifest fields, job) per run."""
+    """The fold x resolution grid of one dataset (x ``--seeds``: each run once per seed, into
+    ``fold<k>/seed<s>/``): (manifest fields, job) per run."""
+    from mma_dfer.cluster.sweep import seed_folder
     from mma_dfer.resources import paper_config
 
     planned = []
@@ -153,10 +155,13 @@ def _grid(args, runs_root: Path) -> list[tuple[dict, TrainJob]]:
         config = args.config or paper_config(args.dataset, res)
         base = [f"data.dataset={args.dataset}", f"data.resolution={res}", *args.overrides]
         for fold in parse_int_list(args.folds) if args.folds else protocol_folds(config, base):
-            out = run_dir(runs_root, args.dataset, res, fold)
-            overrides = [f"data.dataset={args.dataset}", f"data.fold={fold}", f"data.resolution={res}", *args.overrides]
-            planned.append(({"dataset": args.dataset, "resolution": res, "fold": fold},
-                            TrainJob(config, args.deepspeed_config, overrides, str(out))))
+            for seed in parse_int_list(args.seeds) if args.seeds else [None]:
+                out = seed_folder(run_dir(runs_root, args.dataset, res, fold), seed)
+                overrides = [f"data.dataset={args.dataset}", f"data.fold={fold}", f"data.resolution={res}",
+                             *([f"train.seed={seed}"] if seed is not None else []), *args.overrides]
+                planned.append(({"dataset": args.dataset, "resolution": res, "fold": fold,
+                                 **({"seed": seed} if seed is not None else {})},
+                                TrainJob(config, args.deepspeed_config, overrides, str(out))))
     return planned
 
 
@@ -169,19 +174,27 @@ def _sweep(args, runs_root: Path) -> list[tuple[dict, TrainJob]]:
     sweep = load_sweep(args.sweep)
     variants = [v for v in (args.variants or "").split(",") if v]
     sweep = restrict(sweep, parse_int_list(args.folds) if args.folds else None,
-                     parse_int_list(args.resolutions) if args.resolutions else None)
+                     parse_int_list(args.resolutions) if args.resolutions else None,
+                     seeds=parse_int_list(args.seeds) if args.seeds else None)
     runs = expand(sweep, runs_root, args.config, args.overrides, variants)
     print(f"sweep {sweep.name}: {len(runs)} runs; definition {write_definition(sweep, runs_root)}")
     return [({"sweep": r.sweep, "variant": r.variant, "dataset": r.dataset, "resolution": r.resolution,
-              "fold": r.fold}, TrainJob(r.config, args.deepspeed_config, r.overrides, r.output_dir)) for r in runs]
+              "fold": r.fold, **({"seed": r.seed} if r.seed is not None else {})},
+             TrainJob(r.config, args.deepspeed_config, r.overrides, r.output_dir)) for r in runs]
 
 
 def _describe(meta: dict) -> str:
     where = f"{meta['sweep']}/{meta['variant']} " if "sweep" in meta else ""
-    return f"{where}{meta['dataset']} res{meta['resolution']} fold{meta['fold']}"
+    return f"{where}{meta['dataset']} res{meta['resolution']} fold{meta['fold']}" + (
+        f" seed{meta['seed']}" if "seed" in meta else "")
 
 
 def submit(args) -> int:
+    try:
+        parse_int_list(args.seeds or "1")
+    except ValueError:
+        print(f"error: --seeds {args.seeds!r} is not a list of integers (1,2,3 or 1-3)", file=sys.stderr)
+        return 2
     runs_root = Path(args.runs_root)
     runs_root.mkdir(parents=True, exist_ok=True)
     log_dir = runs_root / "submitit_logs"
@@ -299,6 +312,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--variants", help="with --sweep: comma-separated subset of its variants")
     p.add_argument("--folds", help="default: the dataset's protocol, 1..K (with --sweep: the sweep's)")
     p.add_argument("--resolutions", help="default 112,160,224 (with --sweep: the sweep's)")
+    p.add_argument("--seeds", help="training seeds, e.g. 1,2,3: every run once per seed (train.seed), into "
+                   "fold<k>/seed<s>/ (default: the config's seed; with --sweep: the sweep's)")
     p.add_argument("--config", help="one YAML for every job (default: the shipped <dataset>_<resolution>, else "
                    "paper; or the sweep's)")
     p.add_argument("--deepspeed_config", "--deepspeed-config", dest="deepspeed_config",

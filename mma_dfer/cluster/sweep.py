@@ -4,7 +4,8 @@ A sweep file names its variants (each a set of config overrides on top of the ba
 the datasets, folds and resolutions they run on, and, for the report, the paper's layout
 (``columns`` and each variant's ``row``) and numbers (``paper``). Expanded, it is a list of
 :class:`SweepRun`, one per variant x dataset x resolution x fold, each with its run folder
-``<runs_root>/<sweep>/<variant>/<dataset>/res<R>/fold<k>/``. ``launch/submit.py --sweep`` and
+``<runs_root>/<sweep>/<variant>/<dataset>/res<R>/fold<k>/`` (``.../fold<k>/seed<s>/`` when the sweep
+runs several training ``seeds``). ``launch/submit.py --sweep`` and
 ``slurm/sweep.sh`` both fan out that list; ``launch/report.py`` reads the definition that the
 launchers copy next to the runs (``<runs_root>/<sweep>/sweep.yaml``).
 
@@ -30,7 +31,8 @@ DEFINITION = "sweep.yaml"  # the copy of the definition in <runs_root>/<sweep>/
 LAYOUTS = ("ablation", "table1")
 # the default config template: the shipped <dataset>_<resolution>, else paper (resources.paper_config)
 PAPER_CONFIGS = "{dataset}_{resolution}"
-KEYS = {"name", "title", "layout", "datasets", "folds", "resolutions", "config", "set", "columns", "variants", "note"}
+KEYS = {"name", "title", "layout", "datasets", "folds", "resolutions", "config", "set", "columns", "variants", "note",
+        "seeds", "reference"}
 VARIANT_KEYS = {"set", "row", "paper", "note"}
 PAPER_KEYS = {"uar", "war", "params"}
 NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
@@ -66,6 +68,8 @@ class Sweep:
     columns: list
     variants: list
     note: str = ""
+    seeds: Optional[list] = None  # training seeds (train.seed); None: the config's, one run per fold
+    reference: Optional[str] = None  # the variant the others' paired differences are taken against
 
     def variant(self, name: str) -> Variant:
         for v in self.variants:
@@ -77,7 +81,8 @@ class Sweep:
         """The definition as YAML data (what :func:`load_sweep` reads back)."""
         return {"name": self.name, "title": self.title, "layout": self.layout, "datasets": self.datasets,
                 "folds": self.folds, "resolutions": self.resolutions, "config": self.config,
-                "set": self.overrides, "columns": self.columns, "note": self.note,
+                "set": self.overrides, "columns": self.columns, "note": self.note, "seeds": self.seeds,
+                "reference": self.reference,
                 "variants": {v.name: {"set": v.overrides, "row": v.row, "paper": v.paper, "note": v.note}
                              for v in self.variants}}
 
@@ -94,12 +99,13 @@ class SweepRun:
     config: str
     sets: list  # key=value: the sweep's, the variant's, then the command line's
     output_dir: str
+    seed: Optional[int] = None  # train.seed when the sweep has seeds (the run folder then ends in seed<s>/)
 
     @property
     def overrides(self) -> list:
         """Everything the run's config gets on top of its YAML (output_dir apart)."""
         return [f"data.dataset={self.dataset}", f"data.fold={self.fold}", f"data.resolution={self.resolution}",
-                *self.sets]
+                *([f"train.seed={self.seed}"] if self.seed is not None else []), *self.sets]
 
 
 def _yaml_value(v) -> str:
@@ -177,13 +183,18 @@ def parse_sweep(data, path: str, default_name: str) -> Sweep:
     variants = data.get("variants")
     if not isinstance(variants, dict) or not variants:
         raise SweepError(f"{path}: variants must be a non-empty mapping name -> {{set, row, paper}}")
+    reference = data.get("reference")
+    if reference is not None and reference not in variants:
+        raise SweepError(f"{path}: reference={reference!r} is not one of the variants {list(variants)}")
+    seeds = data.get("seeds")
     return Sweep(
         name=name, path=str(path), title=str(data.get("title") or name), layout=layout, datasets=datasets,
         folds=_int_list(path, "folds", data.get("folds", [1])),
         resolutions=_int_list(path, "resolutions", data.get("resolutions", [160])),
         config=str(data.get("config") or PAPER_CONFIGS),
         overrides=_overrides(path, "set", data.get("set")), columns=columns,
-        variants=[_variant(path, k, v, columns) for k, v in variants.items()], note=str(data.get("note") or ""))
+        variants=[_variant(path, k, v, columns) for k, v in variants.items()], note=str(data.get("note") or ""),
+        seeds=None if seeds is None else _int_list(path, "seeds", seeds), reference=reference)
 
 
 def load_sweep(path: str | Path) -> Sweep:
@@ -204,11 +215,24 @@ def load_sweep(path: str | Path) -> Sweep:
     return parse_sweep(data, str(path), stem)
 
 
-def restrict(sweep: Sweep, folds=None, resolutions=None, datasets=None) -> Sweep:
-    """The sweep on another grid (e.g. the tiny CPU check)."""
+def restrict(sweep: Sweep, folds=None, resolutions=None, datasets=None, seeds=None) -> Sweep:
+    """The sweep on another grid (e.g. the tiny CPU check, or more seeds)."""
     return Sweep(**{**sweep.__dict__, "folds": list(folds or sweep.folds),
                     "resolutions": list(resolutions or sweep.resolutions),
-                    "datasets": list(datasets or sweep.datasets)})
+                    "datasets": list(datasets or sweep.datasets), "seeds": list(seeds) if seeds else sweep.seeds})
+
+
+def reference_variant(sweep: Sweep) -> Variant:
+    """The row the others are compared with: the file's ``reference``, else the first variant
+    that changes nothing (the paper's own model, "ours"), else the first."""
+    if sweep.reference:
+        return sweep.variant(sweep.reference)
+    return next((v for v in sweep.variants if not v.overrides), sweep.variants[0])
+
+
+def seed_folder(out: Path, seed: Optional[int]) -> Path:
+    """A run folder of one seed: ``<...>/fold<k>/seed<s>/`` when seeds are a sweep axis."""
+    return out if seed is None else out / f"seed{seed}"
 
 
 def expand(sweep: Sweep, runs_root: str | Path, config: Optional[str] = None, extra: Optional[list] = None,
@@ -218,7 +242,8 @@ def expand(sweep: Sweep, runs_root: str | Path, config: Optional[str] = None, ex
     ``extra`` are ``key=value`` overrides applied last (e.g. data.root); one that would change a
     key a variant sets is an error, so a command line cannot silently undo an ablation.
     ``variants`` picks a subset; the others stay in the definition, and so in the report, as
-    missing runs."""
+    missing runs. With ``sweep.seeds`` each run is repeated per seed (innermost), into
+    ``.../fold<k>/seed<s>/`` with ``train.seed=<s>``."""
     from mma_dfer.config import ConfigError, load_config, parse_override
     from mma_dfer.resources import paper_config
 
@@ -230,7 +255,8 @@ def expand(sweep: Sweep, runs_root: str | Path, config: Optional[str] = None, ex
     for v in sweep.variants:
         if variants and v.name not in variants:
             continue
-        clash = sorted(extra_keys & (set(v.overrides) | set(sweep.overrides)))
+        clash = sorted(extra_keys & (set(v.overrides) | set(sweep.overrides)
+                                     | ({"train.seed"} if sweep.seeds else set())))
         if clash:
             raise SweepError(f"{sweep.path}: --set {clash} would override what variant {v.name!r} sets")
         for dataset in sweep.datasets:
@@ -238,10 +264,11 @@ def expand(sweep: Sweep, runs_root: str | Path, config: Optional[str] = None, ex
                 template = config or sweep.config
                 cfg_path = (paper_config(dataset, res) if template == PAPER_CONFIGS
                             else template.format(dataset=dataset, resolution=res))
-                for fold in sweep.folds:
+                for fold, seed in [(f, s) for f in sweep.folds for s in (sweep.seeds or [None])]:
                     sets = [*[f"{k}={_yaml_value(x)}" for k, x in sweep.overrides.items()], *v.override_args(), *extra]
                     out = Path(runs_root) / sweep.name / v.name / dataset / f"res{res}" / f"fold{fold}"
-                    run = SweepRun(sweep.name, v.name, dataset, res, fold, cfg_path, sets, str(out))
+                    out = seed_folder(out, seed)
+                    run = SweepRun(sweep.name, v.name, dataset, res, fold, cfg_path, sets, str(out), seed)
                     try:
                         for item in run.overrides:
                             parse_override(item)
@@ -264,8 +291,9 @@ def write_definition(sweep: Sweep, runs_root: str | Path) -> Path:
         except SweepError:
             old = None
         if old is not None:
-            for key in ("datasets", "folds", "resolutions"):
-                data[key] = sorted(set(data[key]) | set(getattr(old, key)))
+            for key in ("datasets", "folds", "resolutions", "seeds"):
+                if data[key] is not None or getattr(old, key) is not None:
+                    data[key] = sorted(set(data[key] or []) | set(getattr(old, key) or []))
     atomic_write_text(path, f"# written by the sweep launcher from {sweep.path}\n"
                             + yaml.safe_dump(data, sort_keys=False, allow_unicode=True))
     return path
@@ -283,25 +311,27 @@ def task_main(argv=None) -> int:
     p.add_argument("--folds", default="")
     p.add_argument("--resolutions", default="")
     p.add_argument("--variants", default="", help="comma-separated subset of the variants")
+    p.add_argument("--seeds", default="", help="training seeds, e.g. 1,2,3 (replace the sweep's)")
     p.add_argument("--sets", default="", help="extra overrides, space-separated key=value")
     p.add_argument("--write-definition", action="store_true", help="also copy the definition next to the runs")
     args = p.parse_args(argv)
     try:
         sweep = load_sweep(args.sweep)
         names = [n for n in args.variants.replace(",", " ").split() if n]
-        sweep = restrict(sweep, parse_int_list(args.folds) if args.folds else None,
-                         parse_int_list(args.resolutions) if args.resolutions else None)
+        sweep = restrict(sweep, *[parse_int_list(x) if x else None for x in (args.folds, args.resolutions)],
+                         seeds=parse_int_list(args.seeds) if args.seeds else None)
         runs = expand(sweep, args.runs_root, args.config or None, args.sets.split(), names)
         if args.write_definition:
             write_definition(sweep, args.runs_root)
-    except SweepError as e:
+    except ValueError as e:  # a SweepError, or a grid flag that is no list of integers
         print(f"error: {e}", file=sys.stderr)
         return 2
     fields = {"SWEEP_NAME": sweep.name, "TOTAL": len(runs)}
     if 0 <= args.index < len(runs):
         r = runs[args.index]  # all_folds.sh sets data.dataset/fold/resolution from DATASET/FOLDS/RESOLUTIONS
         fields.update(VARIANT=r.variant, DATASET=r.dataset, FOLD=r.fold, RES=r.resolution, RUN_CONFIG=r.config,
-                      VARIANT_ROOT=str(Path(r.output_dir).parents[2]), RUN_SETS=" ".join(r.sets))
+                      VARIANT_ROOT=str(Path(r.output_dir).parents[2 if r.seed is None else 3]),
+                      RUN_SETS=" ".join(r.sets), SEED="" if r.seed is None else r.seed)
     for k, v in fields.items():
         print(f"{k}={shlex.quote(str(v))}")
     return 0

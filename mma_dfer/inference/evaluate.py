@@ -82,4 +82,4 @@ def evaluate(forward: Callable, dataset: ClipDataset, batch_size: int, num_worke
     uar, war = uar_war(labels, preds, num_classes)
     return {"uar": uar, "war": war, "confusion": confusion_matrix(labels, preds, num_classes).tolist(),
             "num_clips": int(len(idx)), "skipped": [dataset.samples[i].clip_id for i, _ in skipped],
-            "indices": idx, "probs": probs}
+            "indices": idx, "probs": probs, "labels": labels}

@@ -19,8 +19,8 @@ from pathlib import Path
 from typing import Optional
 
 from mma_dfer import datasets
-from mma_dfer.cluster.aggregate import AggregateError, collect_all, read_result
-from mma_dfer.cluster.sweep import DEFINITION, Sweep, SweepError, Variant, load_sweep
+from mma_dfer.cluster.aggregate import AggregateError, collect_all, paired_rows, read_result, refused, run_key
+from mma_dfer.cluster.sweep import DEFINITION, Sweep, SweepError, Variant, load_sweep, reference_variant
 
 LOOSE = "runs outside any sweep"
 STATUSES = ("done", "failed", "duplicate", "missing")
@@ -40,11 +40,14 @@ class Run:
     folder: Optional[Path] = None
     result: Optional[dict] = None
     detail: str = ""  # why it is failed or missing
+    seed: Optional[int] = None  # set when its row has several training seeds
 
     @property
     def key(self) -> str:
-        """Unique in the page: a duplicated fold's runs also by their folder."""
-        key = f"{self.group}/{self.dataset}/res{self.resolution}/fold{self.fold}"
+        """Unique in the page: a run by its seed when its row has several, a duplicated fold's
+        runs also by their folder."""
+        key = f"{self.group}/{self.dataset}/res{self.resolution}/fold{self.fold}" + (
+            f"/seed{self.seed}" if self.seed is not None else "")
         return key + (f"@{self.folder}" if self.status == "duplicate" else "")
 
 
@@ -57,6 +60,8 @@ class Group:
     table: dict  # the aggregator's {dataset: {res: row}}
     runs: list = field(default_factory=list)
     problems: list = field(default_factory=list)  # the aggregator's, that belong to no run
+    # (dataset, res) -> the paired difference from the sweep's reference variant (aggregate.paired_rows)
+    differences: dict = field(default_factory=dict)
 
 
 @dataclass
@@ -64,6 +69,7 @@ class SweepResult:
     sweep: Sweep
     folder: Path
     groups: list  # Group per variant, the definition's order, then variants found but not defined
+    reference: Optional[str] = None  # the variant the paired differences are taken against
 
 
 @dataclass
@@ -79,11 +85,11 @@ class Report:
         return [r for g in self.groups() for r in g.runs]
 
 
-def _table(folder: Path, exclude=()) -> tuple[dict, list]:
+def _table(folder: Path, exclude=(), seeds=None) -> tuple[dict, list]:
     if not folder.is_dir():
         return {}, []
     try:
-        table, problems = collect_all(folder, exclude=exclude, strict=False)
+        table, problems = collect_all(folder, exclude=exclude, strict=False, seeds=seeds)
     except AggregateError as e:
         raise ReportError(str(e)) from None
     # a row's own verdict (mixed configs, a duplicated fold) is shown on its row, not twice
@@ -98,32 +104,40 @@ def _duplicate_message(problem: str, table: dict) -> bool:
     return problem.startswith("two results for ") and any(problem.endswith(f) for f in files)
 
 
-def _runs(name: str, table: dict, expected: dict) -> list[Run]:
+def _split(key: str) -> tuple[int, Optional[int]]:
+    """A row's run key ("3" or "3/seed2", :func:`mma_dfer.cluster.aggregate.run_key`) -> (fold, seed)."""
+    fold, _, seed = key.partition("/seed")
+    return int(fold), int(seed) if seed else None
+
+
+def _runs(name: str, table: dict, expected: dict, seeds=None) -> list[Run]:
     """Every run of a group: found (done/failed) and expected-but-absent (missing).
-    ``expected``: {(dataset, res): [folds]}."""
+    ``expected``: {(dataset, res): [folds]}, each fold once per seed of ``seeds`` when given."""
     cells = {(d, res): row for d, rows in table.items() for res, row in rows.items()}
     runs = []
     for d, res in sorted(set(cells) | set(expected), key=lambda c: (c[0], int(c[1]))):
-        row = cells.get((d, res), {"folds": {}, "failed": {}})
+        row = cells.get((d, res), {"runs": {}, "failed": {}, "seeds": []})
         dups = row.get("duplicates", {})
-        folds = sorted({int(f) for f in row["folds"]} | {int(f) for f in row["failed"]} | {int(f) for f in dups}
-                       | set(expected.get((d, res), [])))
-        for fold in folds:
-            f = str(fold)
-            if f in dups:
-                for file in dups[f]:
-                    others = ", ".join(x for x in dups[f] if x != file)
+        several = len(set(row["seeds"]) | set(seeds or [])) > 1
+        wanted = {run_key(f, s, several) for f in expected.get((d, res), []) for s in (seeds or [1])}
+        keys = sorted(set(row["runs"]) | set(row["failed"]) | set(dups) | wanted,
+                      key=lambda k: (_split(k)[0], _split(k)[1] or 0))
+        for key in keys:
+            fold, seed = _split(key)
+            if key in dups:
+                for file in dups[key]:
+                    others = ", ".join(x for x in dups[key] if x != file)
                     runs.append(Run(name, d, res, fold, "duplicate", Path(file).parent, read_result(Path(file)),
-                                    detail=f"another result for this fold: {others}; neither is averaged"))
-            elif f in row["folds"]:
-                path = Path(row["folds"][f]["file"])
-                runs.append(Run(name, d, res, fold, "done", path.parent, read_result(path)))
-            elif f in row["failed"]:
-                folder = Path(row["failed"][f])
-                detail = row.get("corrupt", {}).get(f) or _failure(folder)
-                runs.append(Run(name, d, res, fold, "failed", folder, detail=detail))
+                                    detail=f"another result for this run: {others}; neither is averaged", seed=seed))
+            elif key in row["runs"]:
+                path = Path(row["runs"][key]["file"])
+                runs.append(Run(name, d, res, fold, "done", path.parent, read_result(path), seed=seed))
+            elif key in row["failed"]:
+                folder = Path(row["failed"][key])
+                detail = row.get("corrupt", {}).get(key) or _failure(folder)
+                runs.append(Run(name, d, res, fold, "failed", folder, detail=detail, seed=seed))
             else:
-                runs.append(Run(name, d, res, fold, "missing", detail="no run folder"))
+                runs.append(Run(name, d, res, fold, "missing", detail="no run folder", seed=seed))
     return runs
 
 
@@ -161,11 +175,31 @@ def _sweep(folder: Path) -> SweepResult:
     groups = []
     for name in defined + extra:
         variant = sweep.variant(name) if name in defined else None
-        table, problems = _table(folder / name)
+        table, problems = _table(folder / name, seeds=sweep.seeds)
         group = Group(f"{sweep.name}/{name}", variant, table, problems=problems)
-        group.runs = _runs(group.name, table, expected if variant else {})
+        group.runs = _runs(group.name, table, expected if variant else {}, sweep.seeds)
         groups.append(group)
-    return SweepResult(sweep, folder, groups)
+    reference = reference_variant(sweep).name if sweep.layout != "table1" else None
+    ref = next((g for g in groups if g.variant and g.variant.name == reference), None)
+    for g in groups if ref else ():
+        if g is not ref:
+            for d, res in {(r.dataset, r.resolution) for r in g.runs if r.status == "done"}:
+                try:
+                    g.differences[(d, res)] = paired_rows(_by_fold(g, d, res), _by_fold(ref, d, res))
+                except ValueError as e:
+                    g.problems.append(f"{g.name} {d} res {res}: no difference from {ref.name}: {e}")
+    return SweepResult(sweep, folder, groups, reference)
+
+
+def _by_fold(group: Group, dataset: str, res: str) -> dict:
+    """{fold: [results of its seeds]} of a group's done runs in one (dataset, res) cell, unless
+    its row was not averaged (folds of different configs)."""
+    row = group.table.get(dataset, {}).get(res)
+    out: dict = {}
+    for r in group.runs:
+        if r.status == "done" and (r.dataset, r.resolution) == (dataset, res) and row and not refused(row):
+            out.setdefault(r.fold, []).append(r.result)
+    return out
 
 
 def read_report(root: str | Path) -> Report:

@@ -27,6 +27,8 @@ nav a { margin-right: 14px; } figure { margin: 8px 0 16px; } svg { max-width: 10
 details { border: 1px solid #ddd; border-radius: 4px; padding: 4px 10px; margin: 6px 0; }
 summary { cursor: pointer; font-weight: 600; } .status-failed, .status-missing { color: #b42318; }
 td.mixed { color: #b42318; background: #fff4e5; white-space: pre-wrap; font-size: 12px; }
+div.ci { color: #555; font-size: 11px; } div.inside { color: #1a7f37; } div.above, div.below { color: #b42318; }
+td.sig { font-weight: 700; }
 .flex { display: flex; flex-wrap: wrap; gap: 18px; align-items: flex-start; }
 """
 
@@ -39,12 +41,17 @@ def fmt(v, digits: int = 2) -> str:
     return "—" if v is None else f"{v:.{digits}f}"
 
 
-def num(key: str, text: str, cls: str = "num") -> str:
+def num(key: str, text: str, cls: str = "num", below: str = "") -> str:
+    """A number cell; ``below``: more lines under the number (each with its own data-key), the
+    number then in a span of its own, so that every data-key's text is exactly its number."""
+    if below:
+        return f'<td class="{cls}"><span data-key="{e(key)}">{e(text)}</span>{below}</td>'
     return f'<td class="{cls}" data-key="{e(key)}">{e(text)}</td>'
 
 
 def mean_cell(key: str, row: Optional[dict], metric: str, expected: int) -> str:
-    """Mean ± sample std over the folds present; "(n/N folds)" when some are missing."""
+    """Mean ± sample std over the folds present; "(n/N folds)" when some are missing; below it
+    the interval of the mean (``<key>_ci``) and, with several seeds, their spread (``<key>_seeds``)."""
     if not row or row.get(f"{metric}_mean") is None:
         return num(key, "—", "num missing")
     text = fmt(row[f"{metric}_mean"]) + (f" ± {fmt(row[f'{metric}_std'])}" if row.get(f"{metric}_std") is not None
@@ -52,7 +59,35 @@ def mean_cell(key: str, row: Optional[dict], metric: str, expected: int) -> str:
     n = sum(1 for f in row["folds"].values() if f.get(metric) is not None)
     if n < expected:
         text += f" ({n}/{expected} folds)"
-    return num(key, text)
+    extra = ci_div(f"{key}_ci", row.get(f"{metric}_ci"))
+    if row.get(f"{metric}_seed_std") is not None:
+        extra += (f'<div class=ci data-key="{e(key)}_seeds">seeds ± {fmt(row[f"{metric}_seed_std"])} '
+                  f'({len(row["seeds"])} seeds)</div>')
+    return num(key, text, below=extra)
+
+
+def ci_text(ci) -> str:
+    return "—" if ci is None else f"[{fmt(ci[0])}, {fmt(ci[1])}]"
+
+
+def ci_div(key: str, ci) -> str:
+    """An interval under a number, in its own data-key (the number's cell text stays as it was)."""
+    return "" if ci is None else f'<div class=ci data-key="{e(key)}">95% CI {e(ci_text(ci))}</div>'
+
+
+def paper_cell(key: str, paper: Optional[float], verdict: Optional[str]) -> str:
+    """The paper's number and, below it, where it lies against our interval (``<key>_verdict``)."""
+    below = f'<div class="ci {e(verdict)}" data-key="{e(key)}_verdict">{e(verdict)}</div>' if verdict else ""
+    return num(key, fmt(paper), "num paper", below)
+
+
+def difference_cell(key: str, diff: Optional[dict]) -> str:
+    """A variant minus the reference with its paired interval; bold and starred when the
+    interval excludes zero."""
+    if not diff:
+        return num(key, "—")
+    text = f"{diff['delta']:+.2f} {ci_text(diff['ci'])}" + (" *" if diff["significant"] else "")
+    return num(key, text, "num sig" if diff["significant"] else "num")
 
 
 def delta_cell(key: str, ours: Optional[float], paper: Optional[float]) -> str:
@@ -98,14 +133,17 @@ def table1_section(group: Group, expected_folds: Optional[int], title: str) -> s
                     ours = row.get(f"{metric}_mean") if row else None
                     p = paper[metric] if paper else None
                     n = expected_folds or len(row["expected"] if row else ())
+                    verdict = (row.get("verdict") or {}).get(metric) if row else None
                     cells += [mean_cell(f"{key}_mean", row, metric, n),
-                              num(f"{key}_paper", fmt(p), "num paper"), delta_cell(f"{key}_delta", ours, p)]
+                              paper_cell(f"{key}_paper", p, verdict), delta_cell(f"{key}_delta", ours, p)]
             body.append(f"<tr><td class=label>MMA (ours)_{e(res)}{star}</td>{''.join(cells)}</tr>")
         body += [mixed_row(table.get(d, {}).get(res), 1 + 6 * len(datasets)) for d in datasets]
     out = [f"<h3>{e(title)}</h3>",
            f"<table><tr><th rowspan=2>Method</th>{head}</tr><tr>{sub}</tr>{''.join(body)}</table>",
-           "<p class=small>ours: mean ± sample std (n−1) over folds; * = 2-clip average; paper: Table 1; "
-           "Δ = ours − paper.</p>", folds_table(group)]
+           "<p class=small>ours: mean ± sample std (n−1) over folds, under it the 95% interval of that mean "
+           "(stratified bootstrap over each fold's test clips) and, with several training seeds, the spread of "
+           "the seeds' means; * = 2-clip average; paper: Table 1, under it whether it lies inside, above or below "
+           "our interval; Δ = ours − paper.</p>", folds_table(group)]
     for d in datasets:
         groups = []
         for res in resolutions:
@@ -115,6 +153,7 @@ def table1_section(group: Group, expected_folds: Optional[int], title: str) -> s
                 paper = paper_table1(d, res)
                 groups.append({"label": f"{res}{star}", "uar": [f.get("uar" + suffix) for f in folds],
                                "war": [f.get("war" + suffix) for f in folds], "refused": bool(row and refused(row)),
+                               "ci": {m: row.get(f"{m}{suffix}_ci") for m in ("uar", "war")} if row else None,
                                "paper": {m: paper[m + suffix] for m in ("uar", "war")} if paper else None})
         out.append(figure(figures.folds_figure(groups, f"{dataset_title(d)}: per-fold UAR / WAR by resolution (* = 2-clip)"),
                           f"{dataset_title(d)} per fold, {group.name}"))
@@ -122,11 +161,11 @@ def table1_section(group: Group, expected_folds: Optional[int], title: str) -> s
 
 
 def folds_table(group: Group) -> str:
-    """Per fold: UAR / WAR (1-clip and 2-clip) or the run's status."""
-    folds = sorted({r.fold for r in group.runs})
-    head = "".join(f"<th>fold {f}</th>" for f in folds)
+    """Per fold (and seed, where a row has several): UAR / WAR (1-clip and 2-clip) or the run's status."""
+    folds = sorted({(r.fold, r.seed or 0) for r in group.runs})
+    head = "".join(f"<th>fold {f}" + (f" · seed {s}" if s else "") + "</th>" for f, s in folds)
     rows = []
-    cells_by = {(r.dataset, r.resolution, r.fold): r for r in group.runs}
+    cells_by = {(r.dataset, r.resolution, (r.fold, r.seed or 0)): r for r in group.runs}
     for d, res in sorted({(r.dataset, r.resolution) for r in group.runs}, key=lambda c: (c[0], int(c[1]))):
         for label, suffix in (("", ""), ("*", "_2clip")):
             cells = []
@@ -139,7 +178,7 @@ def folds_table(group: Group) -> str:
                 else:
                     u, w = r.result.get("uar" + suffix), r.result.get("war" + suffix)
                     cells.append(num(f"{r.key}/uar{suffix}|war{suffix}", f"{fmt(u)} / {fmt(w)}"))
-            rows.append(f"<tr><td class=label>{e(d.upper())} {e(res)}{label}</td>{''.join(cells)}</tr>")
+            rows.append(f"<tr><td class=label>{e(dataset_title(d))} {e(res)}{label}</td>{''.join(cells)}</tr>")
     return f"<table><tr><th>UAR / WAR per fold</th>{head}</tr>{''.join(rows)}</table>"
 
 
@@ -147,6 +186,7 @@ def folds_table(group: Group) -> str:
 
 def ablation_section(sweep_result) -> str:
     sweep = sweep_result.sweep
+    reference = sweep_result.reference
     expected = len(sweep.folds)
     combos = sorted({(r.dataset, r.resolution) for g in sweep_result.groups for r in g.runs},
                     key=lambda c: (c[0], int(c[1])))
@@ -155,7 +195,8 @@ def ablation_section(sweep_result) -> str:
     cols = "".join(f"<th>{e(c)}</th>" for c in sweep.columns) or "<th>variant</th>"
     head = (cols + ("<th>dataset</th><th>res</th>" if many else "") + "<th>paper UAR</th><th>paper WAR</th>"
             + ("<th>paper Params (M)</th>" if has_params else "")
-            + "<th>UAR ours</th><th>WAR ours</th><th>Δ UAR</th><th>Δ WAR</th><th>trainable (M), ours</th><th>runs</th>")
+            + "<th>UAR ours</th><th>WAR ours</th><th>Δ UAR</th><th>Δ WAR</th><th>trainable (M), ours</th><th>runs</th>"
+            + f"<th>UAR − {e(reference)}</th><th>WAR − {e(reference)}</th>")
     body, fig_rows = [], []
     for g in sweep_result.groups:
         v = g.variant
@@ -170,7 +211,7 @@ def ablation_section(sweep_result) -> str:
             paper = v.paper if v else None
             cells = "".join(f"<td class=label>{e(x)}</td>" for x in labels)
             if many:
-                cells += f"<td>{e(d.upper())}</td><td>{e(res)}</td>"
+                cells += f"<td>{e(dataset_title(d))}</td><td>{e(res)}</td>"
             cells += num(f"{key}/paper_uar", fmt(paper and paper["uar"]), "num paper")
             cells += num(f"{key}/paper_war", fmt(paper and paper["war"]), "num paper")
             if has_params:
@@ -183,11 +224,16 @@ def ablation_section(sweep_result) -> str:
             counts = {s: sum(r.status == s for r in runs) for s in STATUSES if s != "done"}
             status = f"{len(done)}/{len(runs)} done" + "".join(f", {n} {s}" for s, n in counts.items() if n)
             cells += f'<td class="{"num" if len(done) == len(runs) else "num missing"}">{e(status)}</td>'
-            body.append(f"<tr>{cells}</tr>" + mixed_row(row, len(labels) + 2 * many + 8 + has_params))
+            diff = g.differences.get((d, res))
+            for m in ("uar", "war"):
+                cells += (num(f"{key}/{m}_diff", "reference") if v and v.name == reference
+                          else difference_cell(f"{key}/{m}_diff", diff and diff[m]))
+            body.append(f"<tr>{cells}</tr>" + mixed_row(row, len(labels) + 2 * many + 10 + has_params))
             fig_rows.append({"label": " ".join(x for x in labels if x) + (f" ({d} {res})" if many else ""),
                              "uar": [r.result["uar"] for r in done], "war": [r.result["war"] for r in done],
+                             "ci": {m: row.get(f"{m}_ci") for m in ("uar", "war")} if row else None,
                              "paper": paper, "refused": bool(row and refused(row))})
-    grid = f"{', '.join(d.upper() for d in sweep.datasets)}; {', '.join(map(str, sweep.resolutions))} px; " \
+    grid = f"{', '.join(dataset_title(d) for d in sweep.datasets)}; {', '.join(map(str, sweep.resolutions))} px; " \
            f"fold(s) {', '.join(map(str, sweep.folds))}"
     out = [f'<h2 id="{e(sweep.name)}">{e(sweep.title)}</h2>',
            f"<p class=small>sweep <code>{e(sweep.name)}</code> ({e(grid)}); "
@@ -197,7 +243,10 @@ def ablation_section(sweep_result) -> str:
     out += [f"<table><tr>{head}</tr>{''.join(body)}</table>",
             "<p class=small>paper: the paper's table (its Params column as printed there; the paper ran every "
             "ablation with the ViT-B encoders on DFEW fold 1 at 160 px); ours: mean ± sample std over the folds run; "
-            "Δ = ours − paper; trainable: this project's trainable parameter count.</p>",
+            "Δ = ours − paper; trainable: this project's trainable parameter count; − "
+            f"{e(reference)}: the difference from the reference row on the same test clips (same folds and seeds) "
+            "with its paired 95% bootstrap interval, bold and starred (*) when the interval excludes 0, i.e. "
+            "larger than the test-set noise.</p>",
             figure(figures.ablation_figure(fig_rows, sweep.title), f"{sweep.title}: ours against the paper")]
     return "\n".join(out)
 
@@ -206,9 +255,12 @@ def ablation_section(sweep_result) -> str:
 
 def run_section(run: Run) -> str:
     r = run.result
-    head = (f"{run.group} · {run.dataset.upper()} {run.resolution} px · fold {run.fold}"
+    ci = r.get("intervals") or {}
+    head = (f"{run.group} · {dataset_title(run.dataset)} {run.resolution} px · fold {run.fold}"
+            + (f" · seed {run.seed}" if run.seed is not None else "")
             + ("" if run.status == "done" else f" ({run.status}, not averaged)") + ": "
-            f"UAR {fmt(r['uar'])} WAR {fmt(r['war'])}"
+            f"UAR {fmt(r['uar'])}{ci.get('uar') and ' ' + ci_text(ci['uar']) or ''} "
+            f"WAR {fmt(r['war'])}{ci.get('war') and ' ' + ci_text(ci['war']) or ''}"
             + (f" (2-clip {fmt(r['uar_2clip'])} / {fmt(r.get('war_2clip'))})" if r.get("uar_2clip") is not None
                else ""))
     parts = [f'<details id="run-{e(run.key)}"><summary>{e(head)}</summary>',
@@ -251,8 +303,9 @@ def problems_section(runs: list[Run], problems: list[str]) -> str:
     if not bad:
         return ('<h2 id="problems">Missing or failed runs</h2><p>None: every expected run has its result, once.</p>'
                 + others)
-    rows = "".join(f'<tr><td>{e(r.group)}</td><td>{e(r.dataset.upper())}</td><td class=num>{e(r.resolution)}</td>'
-                   f'<td class=num>{r.fold}</td><td class="status-{r.status}">{e(r.status)}</td>'
+    rows = "".join(f'<tr><td>{e(r.group)}</td><td>{e(dataset_title(r.dataset))}</td><td class=num>{e(r.resolution)}</td>'
+                   f'<td class=num>{r.fold}{"" if r.seed is None else f" · seed {r.seed}"}</td>'
+                   f'<td class="status-{r.status}">{e(r.status)}</td>'
                    f'<td>{e(r.folder or "")}</td><td>{e(r.detail)}</td></tr>' for r in bad)
     return (f'<h2 id="problems">Missing or failed runs ({len(bad)})</h2>'
             "<table><tr><th>group</th><th>dataset</th><th>res</th><th>fold</th><th>status</th><th>folder</th>"

@@ -44,6 +44,9 @@ NOT_IDENTITY = {
     "train.compile_backend": "speed",
     "train.collective_timeout_s": "how long a lost rank is waited for",
     "eval.batch_size": "speed",
+    "eval.ci_level": "how result.json's intervals are computed from the same predictions",
+    "eval.ci_resamples": "how result.json's intervals are computed from the same predictions",
+    "eval.ci_seed": "how result.json's intervals are computed from the same predictions",
 }
 # Identity fields that are not config fields.
 DERIVED = {
@@ -71,6 +74,8 @@ LATER = {
 }
 # Fields that differ between the folds of one table row (the aggregator compares the rest).
 PER_FOLD = ("data.fold", "data.split_train", "data.split_test")
+# Fields that differ between the seeds of one table row (seeds as a sweep axis).
+PER_SEED = ("train.seed",)
 
 
 class IdentityError(RuntimeError):
@@ -160,8 +165,9 @@ def fingerprint(identity: dict) -> str:
 
 
 def group_fingerprint(identity: dict) -> str:
-    """The fingerprint of what the folds of one table row share (identity without PER_FOLD)."""
-    return fingerprint({k: v for k, v in identity.items() if k not in PER_FOLD})
+    """The fingerprint of what the folds and seeds of one table row share (identity without
+    PER_FOLD and PER_SEED)."""
+    return fingerprint({k: v for k, v in identity.items() if k not in PER_FOLD + PER_SEED})
 
 
 _ABSENT = object()
