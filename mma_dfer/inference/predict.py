@@ -293,10 +293,17 @@ def check_arguments(args) -> Optional[str]:
             return f"--{name} must be a positive number of seconds (got {value})"
     if args.stride is not None and args.window is None:
         return "--stride needs --window"
-    if args.plot and args.window is None:
+    if args.plot and args.window is None and not args.stream:
         return "--plot draws the timeline of --window predictions: give --window SECONDS"
     if args.batch_size < 1 or args.workers < 0:
         return "--batch-size must be at least 1 and --workers at least 0"
+    from mma_dfer.inference.runtimes import check_runtime_arguments
+    from mma_dfer.inference.stream import check_stream_arguments
+
+    problem = check_stream_arguments(args) or check_runtime_arguments(args.runtime, args.quantize, args.device,
+                                                                      args.precision)
+    if problem:
+        return problem
     if args.device == "cuda" and not torch.cuda.is_available():
         return "--device cuda: no CUDA device is available"
     device = args.device if args.device != "auto" else ("cuda" if torch.cuda.is_available() else "cpu")
@@ -323,18 +330,35 @@ def run(args) -> int:
             print(f"error: {e}", file=sys.stderr)
             return 2
     device = torch.device(args.device if args.device != "auto" else ("cuda" if torch.cuda.is_available() else "cpu"))
+    accelerated = args.runtime != "torch" or args.quantize != "none"  # CPU runtimes of the fp32 model
+    if accelerated:
+        device = torch.device("cpu")
     loaded = load_model(Path(args.checkpoint))
     model, cfg, kind = loaded.model, loaded.cfg, loaded.kind
-    precision = precision_for(args.precision, loaded.precision)
+    precision = precision_for("fp32" if accelerated else args.precision, loaded.precision)
     if precision in ("float16", "autocast-float16") and device.type == "cpu":
         print(f"error: the run was trained in {precision}, which needs a GPU here: pass --precision fp32 or bf16",
               file=sys.stderr)
         return 2
     dtype = apply_precision(model, precision)
     model.to(device)
+    if accelerated:
+        from mma_dfer.inference.export import ExportError
+        from mma_dfer.inference.runtimes import build_runtime
+
+        try:
+            runtime = build_runtime(model.eval(), cfg, args.runtime, args.quantize, precision)
+        except ExportError as e:
+            print(f"error: --runtime {args.runtime}: {e}", file=sys.stderr)
+            return 2
+        model, precision = runtime.forward, runtime.precision
     class_names = CLASS_NAMES[cfg.data.dataset]
     data_cfg = replace(cfg.data, audio_policy=args.audio_policy, cache_dir=None)
     opts = PredictOptions(args.faces, args.clips, args.window, args.stride, args.margin)
+    if args.stream:
+        from mma_dfer.inference.stream import follow
+
+        return follow(args, model, data_cfg, class_names, opts, dtype, precision, device)
     files, problems = collect_videos(args.inputs)
     for p in problems:
         print(f"error: {p}", file=sys.stderr)
@@ -364,6 +388,7 @@ def run(args) -> int:
     unit = ("window" if args.window else "clip") + ("" if len(records) == 1 else "s")
     print(f"predicted {ok} of {len(results)} videos ({len(records)} {unit}) in "
           f"{seconds:.1f} s: {ok / max(seconds, 1e-9):.2f} videos/s on {device.type} ({cfg.data.dataset} model, "
-          f"{kind}, {cfg.data.resolution} px, {args.clips}-clip, {precision}, faces {args.faces})"
+          f"{kind}, {cfg.data.resolution} px, {args.clips}-clip, {precision}, faces {args.faces}"
+          + (f", {args.runtime}" if args.runtime != "torch" else "") + ")"
           + (f"; {failed} failed" if failed else ""))
     return 1 if failed else 0
