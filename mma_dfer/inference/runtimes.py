@@ -5,8 +5,8 @@
 - ``onnxruntime``: the model exported to ONNX in memory (``export.export_bytes``: the same
   checked-faithful export as ``mma-dfer export``) and run by ONNX Runtime's CPU provider with all
   graph optimisations (attention, GELU and LayerNorm fusions).
-- ``--quantize int8``: dynamic int8 quantisation of the linear layers (weights int8 per tensor,
-  activations quantised per batch at run time): ``torch.ao.quantization.quantize_dynamic`` on
+- ``--quantize int8``: dynamic int8 quantisation of the linear layers (weights int8 per output
+  channel, activations quantised per batch at run time): ``torch.ao.quantization.quantize_dynamic`` on
   the torch runtime, ONNX Runtime's ``quantize_dynamic`` (MatMul weights) on onnxruntime. Not
   bit-faithful by design: ``bench/deploy_speed.py`` measures its top-1 agreement with fp32.
 """
@@ -33,21 +33,26 @@ class Runtime:
 
 
 def torch_int8(model: torch.nn.Module) -> torch.nn.Module:
-    """A copy of the model with every ``nn.Linear`` dynamically quantised to int8 (the
-    patch embeddings, convolutions, stay fp32)."""
-    from torch.ao.quantization import quantize_dynamic
+    """A copy of the model with its ``nn.Linear`` layers dynamically quantised to int8: all but
+    the classifier (a single 7- or 11-row layer whose dtype the forward reads; the patch
+    embeddings, convolutions, stay fp32 too)."""
+    from torch.ao.quantization import per_channel_dynamic_qconfig, quantize_dynamic
 
-    return quantize_dynamic(copy.deepcopy(model).eval(), {torch.nn.Linear}, dtype=torch.qint8)
+    model = copy.deepcopy(model).eval()
+    linears = {name: per_channel_dynamic_qconfig for name, mod in model.named_modules()
+               if isinstance(mod, torch.nn.Linear) and name != "head"}
+    return quantize_dynamic(model, linears, dtype=torch.qint8)
 
 
 def onnx_int8(model_bytes: bytes) -> bytes:
-    """ONNX Runtime's dynamic int8 quantisation (int8 weights of the MatMuls) of an ONNX model."""
+    """ONNX Runtime's dynamic int8 quantisation (int8 weights of the MatMuls, per output channel)
+    of an ONNX model."""
     from onnxruntime.quantization import QuantType, quantize_dynamic
 
     with tempfile.TemporaryDirectory(prefix="mma-dfer-int8-") as tmp:
         src, dst = Path(tmp) / "fp32.onnx", Path(tmp) / "int8.onnx"
         src.write_bytes(model_bytes)
-        quantize_dynamic(str(src), str(dst), weight_type=QuantType.QInt8)
+        quantize_dynamic(str(src), str(dst), weight_type=QuantType.QInt8, per_channel=True)
         return dst.read_bytes()
 
 
