@@ -23,10 +23,10 @@ SOURCE = str(ROOT / "tests/stream_source.py")
 
 @pytest.fixture(scope="module")
 def run_dir(demo_root, tmp_path_factory):
-    """A short training run of the demo model (3 epochs: it already tells most classes apart)."""
+    """The demo's training run (its 6 epochs: a model whose top classes are clear enough for the
+    int8 agreement to mean something; after 3, half the clips' top two are within 0.01)."""
     out = tmp_path_factory.mktemp("deploy") / "run"
-    run_train("--config", DEMO, "--set", f"data.root={demo_root}", "--set", "train.epochs=3",
-              "--set", f"output_dir={out}")
+    run_train("--config", DEMO, "--set", f"data.root={demo_root}", "--set", f"output_dir={out}")
     return out
 
 
@@ -196,7 +196,10 @@ def predictions(capsys, tmp_path, files, run_dir, *flags):
 
 
 def test_predict_on_onnxruntime_and_int8(run_dir, demo_root, tmp_path, capsys):
-    files = fold1_test_clips(demo_root)
+    """ONNX Runtime gives the eager predictions; int8 (both runtimes) agrees with fp32 on >= 98%
+    of the top classes of all 70 clips of the demo's dataset."""
+    files = sorted(str(f) for f in (demo_root / "Clip/original").glob("*.mp4"))
+    assert len(files) == 70
     eager, _ = predictions(capsys, tmp_path, files, run_dir)
     ort, out = predictions(capsys, tmp_path, files, run_dir, "--runtime", "onnxruntime")
     assert "float32, faces none, onnxruntime)" in out
@@ -207,7 +210,7 @@ def test_predict_on_onnxruntime_and_int8(run_dir, demo_root, tmp_path, capsys):
         q, _ = predictions(capsys, tmp_path, files, run_dir, "--runtime", runtime, "--quantize", "int8")
         agree = np.mean([q[f]["top_class"] == eager[f]["top_class"] for f in files])
         change = max(abs(q[f]["probabilities"][c] - eager[f]["probabilities"][c]) for f in files for c in DFEW)
-        assert agree >= 0.98 and change < 0.05, (runtime, agree, change)
+        assert agree >= 0.98 and change < 0.02, (runtime, agree, change)
         assert all(r["precision"] == "int8-dynamic" for r in q.values())
 
 
@@ -263,22 +266,28 @@ def start_piped(run_dir, tmp_path, clip, loops=1):
 
 
 def test_a_piped_stream_gives_one_line_per_window(run_dir, clip_4s, tmp_path):
-    """A local source piping MPEG-TS at the clip's pace into predict --stream -: a window every
-    hop, none dropped, the outputs of a file's windows on exit."""
+    """A local source piping MPEG-TS at the clip's pace into predict --stream -: the 6 windows
+    of the clip, each predicted (or, on a machine too loaded for even the tiny model to keep up,
+    counted as dropped), and the outputs of a file's windows on exit."""
     proc, source = start_piped(run_dir, tmp_path, clip_4s)
     out, err = proc.communicate(timeout=300)
     source.wait(timeout=30)
     assert proc.returncode == 0, err[-3000:]
-    lines = [json.loads(line) for line in out.splitlines()]
+    lines = [json.loads(line) for line in out.splitlines()]  # stdout: nothing but the JSON lines
     n = expected_windows(4.0, 1.28, 0.5)  # the demo model's window: its 128 fbank frames, 1.28 s
-    assert n == 6 and [line["window"] for line in lines] == list(range(n)), err
-    assert [line["window_start"] for line in lines] == pytest.approx([0.5 * k for k in range(n)], abs=0.05)
+    dropped = lines[-1]["dropped"]
+    assert n == 6 and len(lines) + dropped == n, err
+    if dropped:  # only when the machine is so loaded that the tiny model took longer than a hop
+        assert max(line["latency_s"] for line in lines) > 0.5, err
+    k = [line["window"] for line in lines]
+    assert k == sorted(set(k)) and k[-1] == n - 1
+    assert [line["window_start"] for line in lines] == pytest.approx([0.5 * i for i in k], abs=0.05)
     assert all(line["window_end"] - line["window_start"] == pytest.approx(1.28, abs=1e-3) for line in lines)
     assert all(set(line["probabilities"]) == set(DFEW) and line["top_class"] in DFEW for line in lines)
-    assert all(line["dropped"] == 0 and 0 <= line["latency_s"] < 5 and not line["silent_audio"] for line in lines)
-    assert "stream stopped by end of stream: 6 windows predicted; 0 dropped" in err
-    assert len((tmp_path / "s.csv").read_text().splitlines()) == n + 1
-    assert len(json.loads((tmp_path / "s.json").read_text())) == n
+    assert all(0 <= line["latency_s"] < 30 and not line["silent_audio"] for line in lines)
+    assert f"stream stopped by end of stream: {len(lines)} windows predicted; {dropped} dropped" in err
+    assert len((tmp_path / "s.csv").read_text().splitlines()) == len(lines) + 1
+    assert len(json.loads((tmp_path / "s.json").read_text())) == len(lines)
     assert (tmp_path / "s.png").read_bytes()[:4] == b"\x89PNG"
 
 

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import csv
 import io
+import os
 import sys
 import time
 from dataclasses import dataclass, field, replace
@@ -333,6 +334,10 @@ def run(args) -> int:
     accelerated = args.runtime != "torch" or args.quantize != "none"  # CPU runtimes of the fp32 model
     if accelerated:
         device = torch.device("cpu")
+    if args.stream and not torch.cuda.is_available():
+        # stdout carries the stream's JSON lines: DeepSpeed (imported to read a run's checkpoint)
+        # would print its fallback to the CPU there unless told the CPU is meant
+        os.environ.setdefault("DS_ACCELERATOR", "cpu")
     loaded = load_model(Path(args.checkpoint))
     model, cfg, kind = loaded.model, loaded.cfg, loaded.kind
     precision = precision_for("fp32" if accelerated else args.precision, loaded.precision)
