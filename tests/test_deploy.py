@@ -87,6 +87,7 @@ def tiny_overrides(resolution):
 
 
 @pytest.mark.slow
+@pytest.mark.timeout(1800)  # 224 px: 8 full forward passes on 2 cores, and the ONNX export
 @pytest.mark.parametrize("resolution", [112, 160, 224])
 def test_the_full_vit_b_model_exports_equal_to_eager(resolution):
     """The paper's geometry (ViT-B/16 x 2, 16 frames, 512 fbank frames): one trace, both formats."""
