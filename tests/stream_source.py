@@ -1,12 +1,14 @@
 """A local live source for ``predict --stream`` tests: FFmpeg's libraries (PyAV) remux an mp4
 (H.264 + AAC) into MPEG-TS and send it at the clip's own pace (each packet when its time has
-come, like ``ffmpeg -re``), to stdout (``-``) or to a URL (``tcp://127.0.0.1:PORT``, where ``predict --stream tcp://127.0.0.1:PORT?listen=1`` waits).
+come, like ``ffmpeg -re``), to stdout (``-``) or to a URL (``tcp://127.0.0.1:PORT``, where ``predict --stream tcp://127.0.0.1:PORT?listen=1`` waits;
+connected with retries until it listens).
 
     python tests/stream_source.py CLIP.mp4 DESTINATION [--loops N]
 """
 from __future__ import annotations
 
 import argparse
+import socket
 import sys
 import time
 
@@ -15,14 +17,16 @@ def send(clip: str, destination: str, loops: int = 1) -> None:
     import av
 
     target = "pipe:1" if destination == "-" else destination
+    if destination.startswith("tcp://"):  # FFmpeg connects only at the first write: connect here, with retries
+        host, port = destination.removeprefix("tcp://").split("?")[0].rsplit(":", 1)
+        for _ in range(600):  # the listening reader may not be up yet: try for a minute
+            try:
+                target = socket.create_connection((host, int(port))).makefile("wb", buffering=0)
+                break
+            except OSError:
+                time.sleep(0.1)
     source = av.open(clip)
-    for attempt in range(600):  # a listening reader may not be up yet: try for a minute
-        try:
-            out = av.open(target, "w", format="mpegts", options={"flush_packets": "1"})  # no 32-KB bursts
-            break
-        except OSError:
-            time.sleep(0.1)
-    with out:
+    with av.open(target, "w", format="mpegts", options={"flush_packets": "1"}) as out:  # no 32-KB bursts
         mapping = {s.index: out.add_stream_from_template(s) for s in source.streams if s.type in ("video", "audio")}
         print("sending", file=sys.stderr, flush=True)
         t0, offset, duration = time.monotonic(), 0.0, 0.0

@@ -211,7 +211,7 @@ def test_predict_on_onnxruntime_and_int8(run_dir, demo_root, tmp_path, capsys):
         q, _ = predictions(capsys, tmp_path, files, run_dir, "--runtime", runtime, "--quantize", "int8")
         agree = np.mean([q[f]["top_class"] == eager[f]["top_class"] for f in files])
         change = max(abs(q[f]["probabilities"][c] - eager[f]["probabilities"][c]) for f in files for c in DFEW)
-        assert agree >= 0.98 and change < 0.02, (runtime, agree, change)
+        assert agree >= 0.98 and change < 0.03, (runtime, agree, change)
         assert all(r["precision"] == "int8-dynamic" for r in q.values())
 
 
