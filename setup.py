@@ -38,6 +38,9 @@ setup(
         # scipy: scipy.stats.bootstrap, the independent check of mma_dfer.stats' intervals
         "dev": ["pytest==9.0.3", "pytest-timeout==2.4.0", "scikit-image==0.26.0", "scikit-video==1.1.11",
                 "playwright==1.65.2", "setuptools>=70.1", "scipy==1.17.1"],
+        # mma-dfer export --format onnx, predict --runtime onnxruntime and --quantize int8 on it: torch
+        # 2.11's dynamo ONNX exporter needs onnx, onnxscript and onnx-ir; one tested set
+        "deploy": ["onnx==1.23.2", "onnxscript==0.7.2", "onnx-ir==1.1.0", "onnxruntime==1.32.0", "ml-dtypes==0.7.0"],
     },
     # MTCNN face crops (prepare/predict --faces mtcnn) also need
     # `pip install --no-deps facenet-pytorch==2.6.0` (mma_dfer.data.prepare_args.MTCNN_HINT): its

@@ -17,7 +17,8 @@ DESCRIPTION = ("Every job of MMA-DFER: train, evaluate, submit, aggregate and re
 # Matched by name in sys.modules, so that catching them never imports torch: an error class whose
 # module was never imported cannot have been raised.
 USER_ERRORS = (("mma_dfer.config", "ConfigError"), ("mma_dfer.data.annotations", "AnnotationError"),
-               ("mma_dfer.models.checkpoints", "CheckpointError"), ("mma_dfer.runs.identity", "IdentityError"))
+               ("mma_dfer.models.checkpoints", "CheckpointError"), ("mma_dfer.runs.identity", "IdentityError"),
+               ("mma_dfer.datasets", "DatasetError"), ("mma_dfer.inference.export", "ExportError"))
 
 
 def _command(sub, name: str, text: str) -> argparse.ArgumentParser:
@@ -167,8 +168,9 @@ def _predict(sub) -> None:
     from mma_dfer.data.prepare_args import FACE_MARGIN
     from mma_dfer.inference.precision import PRECISION_CHOICES
 
-    p = _command(sub, "predict", "a trained model on new videos: class probabilities per video or window")
-    p.add_argument("inputs", nargs="+", metavar="INPUT", help="video files, or folders of them (searched recursively)")
+    p = _command(sub, "predict", "a trained model on new videos or a live stream: class probabilities per video or window")
+    p.add_argument("inputs", nargs="*", metavar="INPUT", help="video files, or folders of them (searched recursively); "
+                   "none with --stream")
     p.add_argument("--checkpoint", required=True,
                    help="a run folder / checkpoint tag folder of this project, or an authors' model.pth")
     p.add_argument("--faces", choices=("mtcnn", "none"), default="mtcnn",
@@ -191,7 +193,28 @@ def _predict(sub) -> None:
     p.add_argument("--precision", choices=PRECISION_CHOICES, default=None,
                    help="default: the run's own (its result.json's precision; fp32 for an authors' file)")
     p.add_argument("--margin", type=float, default=FACE_MARGIN, help="face square = margin x the larger box side")
+    p.add_argument("--runtime", choices=("torch", "onnxruntime"), default="torch",
+                   help="torch (default) or onnxruntime (the fp32 model exported to ONNX, checked; CPU; deploy extra)")
+    p.add_argument("--quantize", choices=("none", "int8"), default="none",
+                   help="int8: dynamic int8 linear layers (CPU; not bit-faithful, see docs/predict.md)")
+    p.add_argument("--stream", metavar="SOURCE", help="follow a live source instead of files: a camera (/dev/video0), "
+                   "a URL FFmpeg reads (rtsp://, http://, udp://, tcp://) or - (a pipe on stdin); one JSON line "
+                   "per window on stdout")
+    p.add_argument("--hop-s", type=float, default=1.0, metavar="SECONDS",
+                   help="--stream: seconds between windows (default 1)")
     p.set_defaults(func=_lazy("mma_dfer.inference.predict"))
+
+
+def _export(sub) -> None:
+    p = _command(sub, "export", "a trained model as an ONNX file or a torch.export program, with a sidecar JSON")
+    p.add_argument("checkpoint", metavar="RUN_OR_CHECKPOINT",
+                   help="a run folder / checkpoint tag folder of this project, or an authors' model.pth")
+    p.add_argument("--format", choices=("onnx", "pt2"), required=True,
+                   help="onnx (ONNX Runtime and other consumers; needs the deploy extra) or pt2 (torch.export)")
+    p.add_argument("--resolution", type=int, help="the input size to export at: must be the model's own (checked)")
+    p.add_argument("--out", help="the model file (default <run>/export/model-<R>.<format>, or beside an authors' "
+                   "file); the sidecar JSON is <out>.json")
+    p.set_defaults(func=_lazy("mma_dfer.inference.export"))
 
 
 def _launched(sub, name: str, module: str, help: str) -> None:
@@ -220,7 +243,7 @@ def parser() -> argparse.ArgumentParser:
     sub = p.add_subparsers(dest="command", required=True, metavar="COMMAND")
     for name, module, text in LAUNCHED:
         _launched(sub, name, module, text)
-    for add in (_predict, _prepare, _verify, _demo, _params, _make_data, _inspect_clip):
+    for add in (_predict, _export, _prepare, _verify, _demo, _params, _make_data, _inspect_clip):
         add(sub)
     return p
 

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import csv
 import io
+import os
 import sys
 import time
 from dataclasses import dataclass, field, replace
@@ -322,10 +323,17 @@ def check_arguments(args) -> Optional[str]:
             return f"--{name} must be a positive number of seconds (got {value})"
     if args.stride is not None and args.window is None:
         return "--stride needs --window"
-    if args.plot and args.window is None:
+    if args.plot and args.window is None and not args.stream:
         return "--plot draws the timeline of --window predictions: give --window SECONDS"
     if args.batch_size < 1 or args.workers < 0:
         return "--batch-size must be at least 1 and --workers at least 0"
+    from mma_dfer.inference.runtimes import check_runtime_arguments
+    from mma_dfer.inference.stream import check_stream_arguments
+
+    problem = check_stream_arguments(args) or check_runtime_arguments(args.runtime, args.quantize, args.device,
+                                                                      args.precision)
+    if problem:
+        return problem
     if args.device == "cuda" and not torch.cuda.is_available():
         return "--device cuda: no CUDA device is available"
     device = args.device if args.device != "auto" else ("cuda" if torch.cuda.is_available() else "cpu")
@@ -345,10 +353,10 @@ def run(args) -> int:
     if problem:
         print(f"error: {problem}", file=sys.stderr)
         return 2
-    files, problems = collect_videos(args.inputs)
+    files, problems = ([], []) if args.stream else collect_videos(args.inputs)
     for p in problems:
         print(f"error: {p}", file=sys.stderr)
-    if not files:
+    if not files and not args.stream:
         print(f"nothing to predict: no video files in {', '.join(args.inputs)}", file=sys.stderr)
         return 1
     if args.faces == "mtcnn":
@@ -358,18 +366,39 @@ def run(args) -> int:
             print(f"error: {e}", file=sys.stderr)
             return 2
     device = torch.device(args.device if args.device != "auto" else ("cuda" if torch.cuda.is_available() else "cpu"))
+    accelerated = args.runtime != "torch" or args.quantize != "none"  # CPU runtimes of the fp32 model
+    if accelerated:
+        device = torch.device("cpu")
+    if args.stream and not torch.cuda.is_available():
+        # stdout carries the stream's JSON lines: DeepSpeed (imported to read a run's checkpoint)
+        # would print its fallback to the CPU there unless told the CPU is meant
+        os.environ.setdefault("DS_ACCELERATOR", "cpu")
     loaded = load_model(Path(args.checkpoint))
     model, cfg, kind = loaded.model, loaded.cfg, loaded.kind
-    precision = precision_for(args.precision, loaded.precision)
+    precision = precision_for("fp32" if accelerated else args.precision, loaded.precision)
     if precision in ("float16", "autocast-float16") and device.type == "cpu":
         print(f"error: the run was trained in {precision}, which needs a GPU here: pass --precision fp32 or bf16",
               file=sys.stderr)
         return 2
     dtype = apply_precision(model, precision)
     model.to(device)
+    if accelerated:
+        from mma_dfer.inference.export import ExportError
+        from mma_dfer.inference.runtimes import build_runtime
+
+        try:
+            runtime = build_runtime(model.eval(), cfg, args.runtime, args.quantize, precision)
+        except ExportError as e:
+            print(f"error: --runtime {args.runtime}: {e}", file=sys.stderr)
+            return 2
+        model, precision = runtime.forward, runtime.precision
     class_names = dataset_classes(cfg.data)  # the run's config.yaml records a manifest's
     data_cfg = replace(cfg.data, audio_policy=args.audio_policy, cache_dir=None)
     opts = PredictOptions(args.faces, args.clips, args.window, args.stride, args.margin)
+    if args.stream:
+        from mma_dfer.inference.stream import follow
+
+        return follow(args, model, data_cfg, class_names, opts, dtype, precision, device)
     decord.logging.set_level(decord.logging.QUIET)  # a bad file's reason is in our one line, not ffmpeg's
     t0 = time.perf_counter()
     results = predict_videos(model, data_cfg, files, class_names, opts, args.batch_size, device, dtype,
@@ -397,7 +426,8 @@ def run(args) -> int:
     without = sum(faceless(rec) for rec in records)
     print(f"predicted {ok} of {len(results)} videos ({len(records)} {unit}) in "
           f"{seconds:.1f} s: {ok / max(seconds, 1e-9):.2f} videos/s on {device.type} ({cfg.data.dataset} model, "
-          f"{kind}, {cfg.data.resolution} px, {args.clips}-clip, {precision}, faces {args.faces})"
+          f"{kind}, {cfg.data.resolution} px, {args.clips}-clip, {precision}, faces {args.faces}"
+          + (f", {args.runtime}" if args.runtime != "torch" else "") + ")"
           + (f"; {failed} failed" if failed else "")
           + (f"; {len(problems)} folder(s) without videos" if problems else "")
           + (f"; {without} of them without a face" if without else ""))
