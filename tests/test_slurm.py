@@ -196,7 +196,8 @@ def test_a_run_preempted_twenty_times_ends_as_an_uninterrupted_one(slurm, demo_r
     run_dir = runs / "dfew/res32/fold1"
 
     def requeue():
-        sh(["scontrol", "requeue", task], slurm)
+        out = sh(["scontrol", "requeue", task], slurm)
+        print("requeue", task, out.returncode, out.stderr.strip(), flush=True)
         time.sleep(2)  # SLURM holds a requeued job ~120 s; release it (not in the same second)
         sh(["scontrol", "update", f"JobId={task}", "StartTime=now"], slurm)
 

@@ -81,6 +81,8 @@ def _step_count(optimizer) -> Optional[float]:
 def gather(engine, optimizer, progress: dict) -> dict:
     """The rank-independent state (every rank calls; the result is the same on all)."""
     named = [(n, p) for n, p in engine.module.named_parameters() if p.requires_grad]
+    if base_optimizer(optimizer).state and hasattr(optimizer, "_lazy_init_hp_params_optimizer_state"):
+        optimizer._lazy_init_hp_params_optimizer_state()  # ZeRO-1/2, bf16: linked at the first step only
     weights = {n: _full(engine, optimizer, p, None) for n, p in named}
     moments = {key: {n: _full(engine, optimizer, p, key) for n, p in named} for key in MOMENTS}
     scaler = getattr(optimizer, "loss_scaler", None)
