@@ -81,6 +81,8 @@ def _step_count(optimizer) -> Optional[float]:
 def gather(engine, optimizer, progress: dict) -> dict:
     """The rank-independent state (every rank calls; the result is the same on all)."""
     named = [(n, p) for n, p in engine.module.named_parameters() if p.requires_grad]
+    if base_optimizer(optimizer).state and hasattr(optimizer, "_lazy_init_hp_params_optimizer_state"):
+        optimizer._lazy_init_hp_params_optimizer_state()  # ZeRO-1/2, bf16: linked at the first step only
     weights = {n: _full(engine, optimizer, p, None) for n, p in named}
     moments = {key: {n: _full(engine, optimizer, p, key) for n, p in named} for key in MOMENTS}
     scaler = getattr(optimizer, "loss_scaler", None)
@@ -152,6 +154,18 @@ def _set_module_weight(p, value: torch.Tensor) -> None:
             p.data.copy_(value.to(p.device, p.dtype))
 
 
+def _set_zero3(optimizer, p, value: torch.Tensor, key: Optional[str]) -> None:
+    """This rank's partition of a ZeRO-3 parameter's fp32 weight (key None) or Adam moment.
+    DeepSpeed's ``set_full_hp_param`` cuts the full tensor without the padding of the last
+    partition (a 448-element weight over 3 ranks: 3 x 150), which fails on the last rank."""
+    part, _ = optimizer._get_fp32_opt_state_partition(p, release_swap_buffers=False, optim_state_key=key)
+    n, rank = part.numel(), optimizer._get_param_partition_rank(p)
+    flat = value.flatten()
+    chunk = flat[n * rank:n * (rank + 1)]
+    part.data.zero_()
+    part.data[:chunk.numel()].copy_(chunk)
+
+
 def load(engine, optimizer, state: dict, where: str) -> dict:
     """Write ``state`` (:func:`read`) into a freshly built engine of any ZeRO stage and world size;
     returns the trainer's progress. Every rank calls."""
@@ -169,13 +183,17 @@ def load(engine, optimizer, state: dict, where: str) -> dict:
     for n, p in named.items():
         w = weights[n]
         _set_module_weight(p, w)
-        if master:
+        if _zero3(p):
+            _set_zero3(optimizer, p, w.to(engine.device), None)
+        elif master:
             safe_set_full_fp32_param(p, w.to(engine.device))
         if state["moments"] is None:
             continue
         for key in MOMENTS:
             value = state["moments"][key][n].to(engine.device)
-            if master:
+            if _zero3(p):
+                _set_zero3(optimizer, p, value, key)
+            elif master:
                 safe_set_full_optimizer_state(p, value, key)
             else:
                 optimizer.state[p][key].copy_(value)

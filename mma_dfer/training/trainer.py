@@ -114,8 +114,6 @@ class Trainer:
 
         cfg, env = self.cfg, self.env
         self.train_set = ClipDataset(self.train_samples, cfg.data, train=True, seed=cfg.train.seed)
-        import deepspeed
-
         from mma_dfer.training import cpu_op
 
         if not dist.is_initialized():
@@ -147,14 +145,12 @@ class Trainer:
     def take_lease(self) -> None:
         """Rank 0 takes the run folder's lease (runs/lease.py) before anything is written; every
         rank stops with the same error when another live run holds it."""
-        self.lease = None
+        self.lease, held = None, None
         if self.env.is_main:
             try:
                 self.lease = Lease(self.run_dir).acquire()
             except LeaseError as e:
                 held = e
-            else:
-                held = None
         device = torch.device("cuda", self.env.local_rank) if torch.cuda.is_available() else torch.device("cpu")
         refused = all_max([float(self.env.is_main and held is not None)], device)[0]
         if self.env.is_main and held is not None:
@@ -452,7 +448,6 @@ class Trainer:
     def run(self) -> Optional[dict]:
         """The whole job. Before anything is written the run folder is checked to hold nothing
         of another config (a named error) and this config's finished result (then returned)."""
-        cfg, env = self.cfg, self.env
         self.prepare()
         done = claim(self.run_dir, self.identity, self.resume)
         if done is not None:
