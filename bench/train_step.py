@@ -93,9 +93,12 @@ def build_step(spec: dict, cfg, device, video, audio, label):
     if spec["engine"] == "deepspeed":
         import deepspeed
 
+        from mma_dfer.training import cpu_op
         from mma_dfer.training.distributed import detect
 
-        detect().export()
+        env = detect()
+        env.export()
+        cpu_op.prepare(env.world_size, env.is_main)  # the trainer's build cache (and no op for one process)
         deepspeed.init_distributed(dist_backend="nccl" if device.type == "cuda" else "gloo", auto_mpi_discovery=False)
         cfg.train.batch_size = spec["batch"]
         ds = deepspeed_config(ROOT / "ds_configs" / spec["ds_config"], cfg, world=1)  # as the trainer fills it

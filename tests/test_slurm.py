@@ -190,7 +190,8 @@ def test_a_run_preempted_twenty_times_ends_as_an_uninterrupted_one(slurm, demo_r
     from mma_dfer.runs import checkpoints, lease
 
     rng = random.Random(26)
-    settings = ["data.root=" + str(demo_root), "train.epochs=10", "train.log_every=1"]
+    # 20 epochs of 7 steps: room for 20 preemptions of 0-3 steps each and the steps a stop adds
+    settings = ["data.root=" + str(demo_root), "train.epochs=20", "train.log_every=1"]
     runs = tmp_path / "runs"
     runs.mkdir()
     job = sbatch_all_folds(slurm, runs, "1", "32", " ".join(settings), "0")

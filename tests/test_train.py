@@ -364,12 +364,14 @@ SYNC_COUNT = """
 import json, sys, torch, deepspeed
 from deepspeed.accelerator import get_accelerator
 from mma_dfer.config import load_config
+from mma_dfer.training import cpu_op
 from mma_dfer.training.distributed import detect
 from mma_dfer.training.engine import build_engine
 from mma_dfer.training.ds_config import deepspeed_config
 from mma_dfer.models import build_model
 
 detect().export()
+cpu_op.prepare(1, True)  # as the trainer: one process needs no CPU op (nothing to build or wait for)
 deepspeed.init_distributed(dist_backend="gloo", auto_mpi_discovery=False)
 cfg = load_config(sys.argv[1], ["train.compile=eager"])
 built = build_engine(build_model(cfg, load_pretrained=False).train(), cfg, deepspeed_config(sys.argv[2], cfg, 1))
