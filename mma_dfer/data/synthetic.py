@@ -180,14 +180,9 @@ def _write_layout_clip(root: Path, dataset: str, size: int, frame_range: tuple[i
     _write_frames(root / "faces" / name, frames, [f"{i}.png" for i in range(n)])
 
 
-def make_layout_dataset(dataset: str, out: str | Path, clips_per_class: int = 10, seed: int = 0, size: int = 64,
-                        min_frames: int = 20, max_frames: int = 40, workers: int = 1) -> Path:
-    """A generated CREMA-D or RAVDESS in its real layout (file names as the dataset names them)."""
-    root = Path(out)
-    rng = np.random.default_rng(seed)
-    jobs = [(layout_name(dataset, label, k), label, int(rng.integers(2 ** 63)))
-            for label in range(len(dataset_info(dataset).classes)) for k in range(clips_per_class)]
-    write = partial(_write_layout_clip, root, dataset, size, (min_frames, max_frames))
+def _write_all(write, jobs: list, workers: int) -> None:
+    """``write`` each job, in ``workers`` forked processes when more than one (each clip has its
+    own seed, so the files are the same either way)."""
     if workers > 1:
         import multiprocessing
 
@@ -196,6 +191,17 @@ def make_layout_dataset(dataset: str, out: str | Path, clips_per_class: int = 10
     else:
         for job in jobs:
             write(job)
+
+
+def make_layout_dataset(dataset: str, out: str | Path, clips_per_class: int = 10, seed: int = 0, size: int = 64,
+                        min_frames: int = 20, max_frames: int = 40, workers: int = 1) -> Path:
+    """A generated CREMA-D or RAVDESS in its real layout (file names as the dataset names them)."""
+    root = Path(out)
+    rng = np.random.default_rng(seed)
+    jobs = [(layout_name(dataset, label, k), label, int(rng.integers(2 ** 63)))
+            for label in range(len(dataset_info(dataset).classes)) for k in range(clips_per_class)]
+    write = partial(_write_layout_clip, root, dataset, size, (min_frames, max_frames))
+    _write_all(write, jobs, workers)
     return root
 
 
@@ -221,14 +227,7 @@ def make_dataset(dataset: str, out: str | Path, clips_per_class: int = 10, seed:
             jobs.append((clip_id, label, int(rng.integers(2 ** 63))))
             rows.append((clip_id, label, _fold_of(k, dataset_info(dataset).folds)))
     write = partial(_write_clip, root, dataset, size, (min_frames, max_frames))
-    if workers > 1:
-        import multiprocessing
-
-        with multiprocessing.get_context("fork").Pool(workers) as pool:
-            pool.map(write, jobs, chunksize=max(1, len(jobs) // (4 * workers)))
-    else:
-        for job in jobs:
-            write(job)
+    _write_all(write, jobs, workers)
     for fold in range(1, dataset_info(dataset).folds + 1):
         for split in ("train", "test"):
             chosen = [(c, lab) for c, lab, f in rows if (f == fold) == (split == "test")]
