@@ -209,8 +209,8 @@ def make_dataset(dataset: str, out: str | Path, clips_per_class: int = 10, seed:
                  min_frames: int = 20, max_frames: int = 40, workers: int = 1) -> Path:
     """Write a generated dataset in ``dataset``'s real layout under ``out``; returns the root.
 
-    Clip k of each class belongs to the test set of fold ``k % 5 + 1`` and the train set of
-    the other four, so every fold's test set has every class when ``clips_per_class >= 5``.
+    Clip k of each class belongs to the test set of fold ``k % K + 1`` (K: the dataset's folds) and
+    the train set of the others, so every fold's test set has every class when ``clips_per_class >= K``.
     Each clip is rendered from its own seed (drawn from ``seed``), so ``workers`` processes
     write exactly the dataset one process writes. CREMA-D and RAVDESS: :func:`make_layout_dataset`."""
     if dataset in ("cremad", "ravdess"):
@@ -259,15 +259,16 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def run(args) -> int:
+    info = dataset_info(args.dataset)
     root = make_dataset(args.dataset, args.out, args.clips_per_class, args.seed, args.size, workers=args.workers)
-    empty = empty_test_folds(args.clips_per_class, dataset_info(args.dataset).folds) if dataset_info(args.dataset).splits == "official" else []
+    empty = empty_test_folds(args.clips_per_class, info.folds) if info.splits == "official" else []
     if empty:
         import sys
 
         print(f"warning: --clips-per-class {args.clips_per_class}: the test sets of fold(s) "
-              f"{', '.join(map(str, empty))} are empty (clip k of each class is in fold k % 5 + 1's test set); "
-              "use --clips-per-class 5 or more to train and test on every fold", file=sys.stderr)
-    print(f"wrote a generated {dataset_info(args.dataset).title} dataset; use data.root={root.resolve()}")
+              f"{', '.join(map(str, empty))} are empty (clip k of each class is in fold k % {info.folds} + 1's test "
+              f"set); use --clips-per-class {info.folds} or more to train and test on every fold", file=sys.stderr)
+    print(f"wrote a generated {info.title} dataset; use data.root={root.resolve()}")
     return 0
 
 
