@@ -10,7 +10,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from mma_dfer.cluster.aggregate import main  # noqa: E402
+from mma_dfer.experiments.aggregate import main  # noqa: E402
 
 if __name__ == "__main__":
     raise SystemExit(main())

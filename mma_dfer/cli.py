@@ -232,7 +232,7 @@ LAUNCHED = [  # (command, module, help): the launch/ scripts
      "(launch/evaluate.py)"),
     ("submit", "mma_dfer.cluster.submit", "fan the folds x resolutions or a sweep out through submitit "
      "(launch/submit.py)"),
-    ("aggregate", "mma_dfer.cluster.aggregate", "per-resolution UAR/WAR tables over folds (launch/aggregate.py)"),
+    ("aggregate", "mma_dfer.experiments.aggregate", "per-resolution UAR/WAR tables over folds (launch/aggregate.py)"),
     ("report", "mma_dfer.report", "one HTML page of every run beside the paper (launch/report.py)"),
 ]
 

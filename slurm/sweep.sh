@@ -56,7 +56,7 @@ RESOLUTIONS=${RESOLUTIONS:-}
 VARIANTS=${VARIANTS:-}
 SEEDS=${SEEDS:-}
 # The sweep's run number $task as shell variables (TOTAL, VARIANT, DATASET, FOLD, RES, ...).
-vars=$(python -m mma_dfer.cluster.sweep task "$sweep_file" "$task" --runs-root "$RUNS_ROOT" \
+vars=$(python -m mma_dfer.experiments.sweep task "$sweep_file" "$task" --runs-root "$RUNS_ROOT" \
   --config "${CONFIG:-}" --folds "${FOLDS// /,}" --resolutions "${RESOLUTIONS// /,}" --variants "$VARIANTS" --seeds "${SEEDS// /,}" \
   --sets "${SETS:-}" $([ "$lowest" = 1 ] && echo --write-definition)) || exit 2
 eval "$vars"

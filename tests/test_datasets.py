@@ -357,7 +357,7 @@ def test_prepare_and_verify_read_a_cremad_layout_into_the_packed_store(tmp_path,
 
 def test_submit_and_sweeps_take_any_registered_dataset_with_its_folds(tmp_path):
     from mma_dfer.cluster.submit import protocol_folds
-    from mma_dfer.cluster.sweep import expand, load_sweep
+    from mma_dfer.experiments.sweep import expand, load_sweep
     from mma_dfer.resources import paper_config
 
     assert (paper_config("dfew", 160), paper_config("cremad", 160)) == ("dfew_160", "paper")

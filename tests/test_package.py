@@ -44,7 +44,7 @@ def options(parser) -> set:
 @pytest.mark.parametrize("name, module", [("train", "mma_dfer.training.cli"),
                                           ("evaluate", "mma_dfer.inference.evaluate_checkpoint"),
                                           ("submit", "mma_dfer.cluster.submit"),
-                                          ("aggregate", "mma_dfer.cluster.aggregate"), ("report", "mma_dfer.report")])
+                                          ("aggregate", "mma_dfer.experiments.aggregate"), ("report", "mma_dfer.report")])
 def test_each_launch_script_is_a_command_with_its_flags(name, module):
     import importlib
 

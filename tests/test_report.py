@@ -8,8 +8,8 @@ from html.parser import HTMLParser
 
 import pytest
 
-from mma_dfer.cluster.sweep import load_sweep, restrict, write_definition
-from mma_dfer.report.collect import read_curves
+from mma_dfer.experiments.sweep import load_sweep, restrict, write_definition
+from mma_dfer.experiments.collect import read_curves
 from tests.conftest import ROOT, result_stamp
 
 
@@ -205,7 +205,7 @@ def test_curves_keep_the_last_value_of_a_repeated_step_and_count_in_epochs(tmp_p
 def test_bad_sweep_files_are_errors_naming_the_file(tmp_path, bad, message):
     import yaml
 
-    from mma_dfer.cluster.sweep import SweepError, expand
+    from mma_dfer.experiments.sweep import SweepError, expand
 
     path = tmp_path / "bad.yaml"
     path.write_text(yaml.safe_dump({"datasets": ["dfew"], **bad}))

@@ -17,7 +17,7 @@ import numpy as np
 import pytest
 import yaml
 
-from mma_dfer.cluster.sweep import expand, load_sweep
+from mma_dfer.experiments.sweep import expand, load_sweep
 from tests import browser
 from tests.conftest import CPU_SWEEP_VARIANTS as VARIANTS
 from tests.conftest import ROOT
@@ -41,7 +41,7 @@ def test_every_sweep_file_expands_to_valid_configs(path, tmp_path):
 
 
 def test_command_line_cannot_undo_a_variant_and_copies_merge_their_grids(tmp_path):
-    from mma_dfer.cluster.sweep import SweepError, restrict, write_definition
+    from mma_dfer.experiments.sweep import SweepError, restrict, write_definition
 
     sweep = load_sweep(ROOT / "configs/sweeps/table4.yaml")
     with pytest.raises(SweepError, match="--set \\['model.fusion'\\] would override what variant 'plain' sets"):

@@ -13,8 +13,8 @@ import numpy as np
 import pytest
 
 from mma_dfer import stats
-from mma_dfer.cluster.aggregate import collect
-from mma_dfer.cluster.sweep import expand, load_sweep, restrict, write_definition
+from mma_dfer.experiments.aggregate import collect
+from mma_dfer.experiments.sweep import expand, load_sweep, restrict, write_definition
 from tests.conftest import ROOT, result_stamp
 
 Z95 = 1.959964
@@ -159,7 +159,7 @@ def test_result_json_keeps_its_keys_and_gains_predictions_and_intervals():
 
 def test_seeds_fan_out_in_sweeps_submit_and_the_sweep_task(tmp_path):
     from mma_dfer.cluster import submit
-    from mma_dfer.cluster.sweep import SweepError, parse_sweep
+    from mma_dfer.experiments.sweep import SweepError, parse_sweep
 
     sweep = restrict(load_sweep("table2"), seeds=[1, 2, 3])
     runs = expand(sweep, tmp_path)
@@ -187,7 +187,7 @@ def test_seeds_fan_out_in_sweeps_submit_and_the_sweep_task(tmp_path):
     assert "train.seed=2" in planned[1][1].overrides and planned[1][1].make_config().train.seed == 2
     assert submit.main(["--seeds", "x", "--runs-root", str(tmp_path)]) == 2
     # slurm/sweep.sh's task: SEED and the variant's root above fold<k>/seed<s>/
-    task = subprocess.run([sys.executable, "-m", "mma_dfer.cluster.sweep", "task", "table2", "4", "--seeds", "1,2",
+    task = subprocess.run([sys.executable, "-m", "mma_dfer.experiments.sweep", "task", "table2", "4", "--seeds", "1,2",
                            "--runs-root", str(tmp_path)], capture_output=True, text=True, cwd=ROOT)
     assert task.returncode == 0, task.stderr
     fields = dict(line.split("=", 1) for line in task.stdout.splitlines())

@@ -31,7 +31,7 @@ def run_dir(runs_root: Path, dataset: str, resolution: int, fold: int) -> Path:
 
 def valid_result(path: Path) -> Optional[dict]:
     """The result of a finished run, or None when absent or unreadable."""
-    from mma_dfer.cluster.aggregate import AggregateError, read_result
+    from mma_dfer.experiments.aggregate import AggregateError, read_result
 
     try:
         return read_result(path) if path.is_file() else None
@@ -147,7 +147,7 @@ def protocol_folds(config: str, overrides: list[str]) -> list[int]:
 def _grid(args, runs_root: Path) -> list[tuple[dict, TrainJob]]:
     """The fold x resolution grid of one dataset (x ``--seeds``: each run once per seed, into
     ``fold<k>/seed<s>/``): (manifest fields, job) per run."""
-    from mma_dfer.cluster.sweep import seed_folder
+    from mma_dfer.experiments.sweep import seed_folder
     from mma_dfer.resources import paper_config
 
     planned = []
@@ -169,7 +169,7 @@ def _sweep(args, runs_root: Path) -> list[tuple[dict, TrainJob]]:
     """Every run of a sweep file (variants x datasets x resolutions x folds); its definition is
     copied next to the runs for the report. ``--folds``/``--resolutions`` given on the command
     line replace the sweep's grid, ``--variants`` picks a subset."""
-    from mma_dfer.cluster.sweep import expand, load_sweep, restrict, write_definition
+    from mma_dfer.experiments.sweep import expand, load_sweep, restrict, write_definition
 
     sweep = load_sweep(args.sweep)
     variants = [v for v in (args.variants or "").split(",") if v]
@@ -200,7 +200,7 @@ def submit(args) -> int:
     log_dir = runs_root / "submitit_logs"
     jobs, entries = [], []
     if args.sweep:
-        from mma_dfer.cluster.sweep import SweepError
+        from mma_dfer.experiments.sweep import SweepError
 
         try:
             planned = _sweep(args, runs_root)

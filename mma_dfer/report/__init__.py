@@ -1,5 +1,5 @@
 """``launch/report.py``: one self-contained HTML page of every run under a runs root, beside the
-paper's Tables 1-7 (see :mod:`mma_dfer.report.collect` and :mod:`mma_dfer.report.html`)."""
+paper's Tables 1-7 (see :mod:`mma_dfer.experiments.collect` and :mod:`mma_dfer.report.html`)."""
 from __future__ import annotations
 
 import argparse
@@ -13,8 +13,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def run(args) -> int:
-    from mma_dfer.cluster.aggregate import refused
-    from mma_dfer.report.collect import STATUSES, ReportError, read_report
+    from mma_dfer.experiments.aggregate import refused
+    from mma_dfer.experiments.collect import STATUSES, ReportError, read_report
     from mma_dfer.report.html import render
     from mma_dfer.utils import atomic_write_text
 

@@ -7,10 +7,10 @@ import datetime
 import html
 from typing import Optional
 
-from mma_dfer.cluster.aggregate import refused, title as dataset_title
+from mma_dfer.experiments.aggregate import refused, title as dataset_title
 from mma_dfer.datasets import NAMES
 from mma_dfer import figures
-from mma_dfer.report.collect import STATUSES, Group, Report, Run, paper_table1, read_curves
+from mma_dfer.experiments.collect import STATUSES, Group, Report, Run, paper_table1, read_curves
 
 METRICS = ("uar", "war", "uar_2clip", "war_2clip")
 CSS = """

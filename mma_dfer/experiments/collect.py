@@ -1,14 +1,14 @@
 """What the report shows, read off a runs root: the sweeps (their copied definitions and their
 variants' runs), the runs outside any sweep, and every expected run that is missing or failed.
 
-Per variant the numbers come from the aggregator (:func:`mma_dfer.cluster.aggregate.collect_all`
+Per variant the numbers come from the aggregator (:func:`mma_dfer.experiments.aggregate.collect_all`
 on the variant's folder), so the report and ``launch/aggregate.py`` agree to the digit. A run is
 *done* (valid ``result.json``), *failed* (a run folder with its ``config.yaml`` but no result,
 or a corrupt result, with the reason), *duplicate* (one of two or more results for one fold:
 the aggregator counts none of them) or *missing* (expected by its sweep, no folder); none is
 dropped. Where the aggregator stops with an error (a corrupt file, a duplicate, folds of
 different configs), the report still renders: the problem is shown where it is (once), and a
-row the aggregator refuses to average (:func:`mma_dfer.cluster.aggregate.refused`) shows no
+row the aggregator refuses to average (:func:`mma_dfer.experiments.aggregate.refused`) shows no
 mean, in its tables and its figures.
 """
 from __future__ import annotations
@@ -19,8 +19,8 @@ from pathlib import Path
 from typing import Optional
 
 from mma_dfer import datasets
-from mma_dfer.cluster.aggregate import AggregateError, collect_all, paired_rows, read_result, refused, run_key
-from mma_dfer.cluster.sweep import DEFINITION, Sweep, SweepError, Variant, load_sweep, reference_variant
+from mma_dfer.experiments.aggregate import AggregateError, collect_all, paired_rows, read_result, refused, run_key
+from mma_dfer.experiments.sweep import DEFINITION, Sweep, SweepError, Variant, load_sweep, reference_variant
 
 LOOSE = "runs outside any sweep"
 STATUSES = ("done", "failed", "duplicate", "missing")
@@ -105,7 +105,7 @@ def _duplicate_message(problem: str, table: dict) -> bool:
 
 
 def _split(key: str) -> tuple[int, Optional[int]]:
-    """A row's run key ("3" or "3/seed2", :func:`mma_dfer.cluster.aggregate.run_key`) -> (fold, seed)."""
+    """A row's run key ("3" or "3/seed2", :func:`mma_dfer.experiments.aggregate.run_key`) -> (fold, seed)."""
     fold, _, seed = key.partition("/seed")
     return int(fold), int(seed) if seed else None
 

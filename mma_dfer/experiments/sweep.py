@@ -9,7 +9,7 @@ runs several training ``seeds``). ``launch/submit.py --sweep`` and
 ``slurm/sweep.sh`` both fan out that list; ``launch/report.py`` reads the definition that the
 launchers copy next to the runs (``<runs_root>/<sweep>/sweep.yaml``).
 
-    python -m mma_dfer.cluster.sweep task SWEEP INDEX [--runs-root R] [--folds ..] ...  (slurm/sweep.sh)
+    python -m mma_dfer.experiments.sweep task SWEEP INDEX [--runs-root R] [--folds ..] ...  (slurm/sweep.sh)
 """
 from __future__ import annotations
 
@@ -302,7 +302,7 @@ def write_definition(sweep: Sweep, runs_root: str | Path) -> Path:
 # -- slurm/sweep.sh: one array task -> shell variables ----------------------------------
 
 def task_main(argv=None) -> int:
-    p = argparse.ArgumentParser(prog="python -m mma_dfer.cluster.sweep task",
+    p = argparse.ArgumentParser(prog="python -m mma_dfer.experiments.sweep task",
                                 description="Print the shell variables of one task of a sweep (slurm/sweep.sh).")
     p.add_argument("sweep")
     p.add_argument("index", type=int)
