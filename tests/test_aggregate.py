@@ -6,7 +6,8 @@ import sys
 
 import pytest
 
-from mma_dfer.experiments.aggregate import AggregateError, collect
+from mma_dfer.experiments.results import AggregateError
+from mma_dfer.experiments.table import collect
 from tests.conftest import ROOT, result_stamp
 
 
@@ -101,7 +102,7 @@ def test_folds_of_different_configs_are_an_error_naming_runs_and_fields(tmp_path
     with pytest.raises(AggregateError, match="different configs"):
         collect(tmp_path)
     # the report's lenient mode: the row is kept, without means, saying why
-    from mma_dfer.experiments.aggregate import collect_all
+    from mma_dfer.experiments.table import collect_all
 
     table, problems = collect_all(tmp_path, strict=False)
     row = table["dfew"]["160"]

@@ -299,7 +299,8 @@ def test_every_command_and_flag_says_what_it_is():
 def test_the_aggregators_plot_shows_its_title_colours_and_whole_whiskers(tmp_path):
     from PIL import Image, ImageDraw
 
-    from mma_dfer.experiments.aggregate import collect, plot
+    from mma_dfer.experiments.plot import plot
+    from mma_dfer.experiments.table import collect
 
     for f, (u, w) in enumerate([(90.0, 99.0), (99.0, 100.0), (100.0, 100.0)], 1):
         write_result(tmp_path / "runs", "dfew", 160, f, u, w)

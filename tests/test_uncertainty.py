@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 
 from mma_dfer import stats
-from mma_dfer.experiments.aggregate import collect
+from mma_dfer.experiments.table import collect
 from mma_dfer.experiments.sweep import expand, load_sweep, restrict, write_definition
 from tests.conftest import ROOT, result_stamp
 

@@ -31,7 +31,7 @@ def run_dir(runs_root: Path, dataset: str, resolution: int, fold: int) -> Path:
 
 def valid_result(path: Path) -> Optional[dict]:
     """The result of a finished run, or None when absent or unreadable."""
-    from mma_dfer.experiments.aggregate import AggregateError, read_result
+    from mma_dfer.experiments.results import AggregateError, read_result
 
     try:
         return read_result(path) if path.is_file() else None

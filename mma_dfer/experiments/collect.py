@@ -1,14 +1,14 @@
 """What the report shows, read off a runs root: the sweeps (their copied definitions and their
 variants' runs), the runs outside any sweep, and every expected run that is missing or failed.
 
-Per variant the numbers come from the aggregator (:func:`mma_dfer.experiments.aggregate.collect_all`
+Per variant the numbers come from the aggregator (:func:`mma_dfer.experiments.table.collect_all`
 on the variant's folder), so the report and ``launch/aggregate.py`` agree to the digit. A run is
 *done* (valid ``result.json``), *failed* (a run folder with its ``config.yaml`` but no result,
 or a corrupt result, with the reason), *duplicate* (one of two or more results for one fold:
 the aggregator counts none of them) or *missing* (expected by its sweep, no folder); none is
 dropped. Where the aggregator stops with an error (a corrupt file, a duplicate, folds of
 different configs), the report still renders: the problem is shown where it is (once), and a
-row the aggregator refuses to average (:func:`mma_dfer.experiments.aggregate.refused`) shows no
+row the aggregator refuses to average (:func:`mma_dfer.experiments.verdicts.refused`) shows no
 mean, in its tables and its figures.
 """
 from __future__ import annotations
@@ -19,8 +19,11 @@ from pathlib import Path
 from typing import Optional
 
 from mma_dfer import datasets
-from mma_dfer.experiments.aggregate import AggregateError, collect_all, paired_rows, read_result, refused, run_key
+from mma_dfer.experiments.results import AggregateError, read_result
 from mma_dfer.experiments.sweep import DEFINITION, Sweep, SweepError, Variant, load_sweep, reference_variant
+from mma_dfer.experiments.table import collect_all, run_key
+from mma_dfer.experiments.uncertainty import paired_rows
+from mma_dfer.experiments.verdicts import refused
 
 LOOSE = "runs outside any sweep"
 STATUSES = ("done", "failed", "duplicate", "missing")
@@ -60,7 +63,7 @@ class Group:
     table: dict  # the aggregator's {dataset: {res: row}}
     runs: list = field(default_factory=list)
     problems: list = field(default_factory=list)  # the aggregator's, that belong to no run
-    # (dataset, res) -> the paired difference from the sweep's reference variant (aggregate.paired_rows)
+    # (dataset, res) -> the paired difference from the sweep's reference variant (uncertainty.paired_rows)
     differences: dict = field(default_factory=dict)
 
 
@@ -105,7 +108,7 @@ def _duplicate_message(problem: str, table: dict) -> bool:
 
 
 def _split(key: str) -> tuple[int, Optional[int]]:
-    """A row's run key ("3" or "3/seed2", :func:`mma_dfer.experiments.aggregate.run_key`) -> (fold, seed)."""
+    """A row's run key ("3" or "3/seed2", :func:`mma_dfer.experiments.table.run_key`) -> (fold, seed)."""
     fold, _, seed = key.partition("/seed")
     return int(fold), int(seed) if seed else None
 

@@ -24,7 +24,9 @@ from typing import Optional
 
 import yaml
 
+from mma_dfer.config import ConfigError, load_config, parse_override
 from mma_dfer.datasets import NAMES
+from mma_dfer.resources import ResourceError, paper_config, sweep_path
 from mma_dfer.utils import atomic_write_text, parse_int_list
 
 DEFINITION = "sweep.yaml"  # the copy of the definition in <runs_root>/<sweep>/
@@ -199,8 +201,6 @@ def parse_sweep(data, path: str, default_name: str) -> Sweep:
 
 def load_sweep(path: str | Path) -> Sweep:
     """A sweep file, or a shipped sweep's name (``table4``: :mod:`mma_dfer.resources`)."""
-    from mma_dfer.resources import ResourceError, sweep_path
-
     try:
         path = sweep_path(path)
     except ResourceError as e:
@@ -244,9 +244,6 @@ def expand(sweep: Sweep, runs_root: str | Path, config: Optional[str] = None, ex
     ``variants`` picks a subset; the others stay in the definition, and so in the report, as
     missing runs. With ``sweep.seeds`` each run is repeated per seed (innermost), into
     ``.../fold<k>/seed<s>/`` with ``train.seed=<s>``."""
-    from mma_dfer.config import ConfigError, load_config, parse_override
-    from mma_dfer.resources import paper_config
-
     for name in variants or []:
         sweep.variant(name)  # an unknown name is an error
     extra = list(extra or [])

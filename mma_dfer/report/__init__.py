@@ -1,10 +1,18 @@
 """``launch/report.py``: one self-contained HTML page of every run under a runs root, beside the
-paper's Tables 1-7 (see :mod:`mma_dfer.experiments.collect` and :mod:`mma_dfer.report.html`)."""
+paper's Tables 1-7 (see :mod:`mma_dfer.experiments.collect` and :mod:`mma_dfer.report.html`).
+
+What the page shows is gathered by :mod:`mma_dfer.experiments.collect`; this package only renders
+it."""
 from __future__ import annotations
 
 import argparse
 import sys
 from pathlib import Path
+
+from mma_dfer.experiments.collect import STATUSES, ReportError, read_report
+from mma_dfer.experiments.verdicts import refused
+from mma_dfer.report.html import render
+from mma_dfer.utils import atomic_write_text
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
@@ -13,11 +21,6 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def run(args) -> int:
-    from mma_dfer.experiments.aggregate import refused
-    from mma_dfer.experiments.collect import STATUSES, ReportError, read_report
-    from mma_dfer.report.html import render
-    from mma_dfer.utils import atomic_write_text
-
     out = Path(args.out or Path(args.runs_root) / "report.html")
     try:
         report = read_report(args.runs_root)

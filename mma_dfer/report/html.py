@@ -7,10 +7,11 @@ import datetime
 import html
 from typing import Optional
 
-from mma_dfer.experiments.aggregate import refused, title as dataset_title
-from mma_dfer.datasets import NAMES
 from mma_dfer import figures
+from mma_dfer.datasets import NAMES
 from mma_dfer.experiments.collect import STATUSES, Group, Report, Run, paper_table1, read_curves
+from mma_dfer.experiments.formats import title as dataset_title
+from mma_dfer.experiments.verdicts import refused
 
 METRICS = ("uar", "war", "uar_2clip", "war_2clip")
 CSS = """
@@ -204,35 +205,13 @@ def ablation_section(sweep_result) -> str:
         if v is None:
             labels[0] += " (not in the sweep file)"
         for d, res in combos:
-            row = g.table.get(d, {}).get(res)
-            runs = [r for r in g.runs if (r.dataset, r.resolution) == (d, res)]
-            done = [r for r in runs if r.status == "done"]
-            key = f"{g.name}/{d}/res{res}"
-            paper = v.paper if v else None
-            cells = "".join(f"<td class=label>{e(x)}</td>" for x in labels)
-            if many:
-                cells += f"<td>{e(dataset_title(d))}</td><td>{e(res)}</td>"
-            cells += num(f"{key}/paper_uar", fmt(paper and paper["uar"]), "num paper")
-            cells += num(f"{key}/paper_war", fmt(paper and paper["war"]), "num paper")
-            if has_params:
-                cells += num(f"{key}/paper_params", fmt(paper.get("params") if paper else None, 1), "num paper")
-            cells += "".join(mean_cell(f"{key}/{m}_mean", row, m, expected) for m in ("uar", "war"))
-            for m in ("uar", "war"):
-                cells += delta_cell(f"{key}/{m}_delta", row and row.get(f"{m}_mean"), paper and paper[m])
-            params = [r.result.get("trainable_params") for r in done if r.result.get("trainable_params")]
-            cells += num(f"{key}/trainable_params", f"{params[0] / 1e6:.2f}" if params else "—")
-            counts = {s: sum(r.status == s for r in runs) for s in STATUSES if s != "done"}
-            status = f"{len(done)}/{len(runs)} done" + "".join(f", {n} {s}" for s, n in counts.items() if n)
-            cells += f'<td class="{"num" if len(done) == len(runs) else "num missing"}">{e(status)}</td>'
-            diff = g.differences.get((d, res))
-            for m in ("uar", "war"):
-                cells += (num(f"{key}/{m}_diff", "reference") if v and v.name == reference
-                          else difference_cell(f"{key}/{m}_diff", diff and diff[m]))
+            cells, row = ablation_cells(g, d, res, labels, many, has_params, expected, reference)
+            done = [r for r in g.runs if (r.dataset, r.resolution) == (d, res) and r.status == "done"]
             body.append(f"<tr>{cells}</tr>" + mixed_row(row, len(labels) + 2 * many + 10 + has_params))
             fig_rows.append({"label": " ".join(x for x in labels if x) + (f" ({d} {res})" if many else ""),
                              "uar": [r.result["uar"] for r in done], "war": [r.result["war"] for r in done],
                              "ci": {m: row.get(f"{m}_ci") for m in ("uar", "war")} if row else None,
-                             "paper": paper, "refused": bool(row and refused(row))})
+                             "paper": v.paper if v else None, "refused": bool(row and refused(row))})
     grid = f"{', '.join(dataset_title(d) for d in sweep.datasets)}; {', '.join(map(str, sweep.resolutions))} px; " \
            f"fold(s) {', '.join(map(str, sweep.folds))}"
     out = [f'<h2 id="{e(sweep.name)}">{e(sweep.title)}</h2>',
@@ -249,6 +228,38 @@ def ablation_section(sweep_result) -> str:
             "larger than the test-set noise.</p>",
             figure(figures.ablation_figure(fig_rows, sweep.title), f"{sweep.title}: ours against the paper")]
     return "\n".join(out)
+
+
+def ablation_cells(g: Group, d: str, res: str, labels: list, many: bool, has_params: bool, expected: int,
+                   reference: Optional[str]) -> tuple[str, Optional[dict]]:
+    """One variant's cells in one (dataset, resolution) of an ablation table (``many``: the table
+    has several, so each line names its own) and its aggregate row."""
+    v = g.variant
+    row = g.table.get(d, {}).get(res)
+    runs = [r for r in g.runs if (r.dataset, r.resolution) == (d, res)]
+    done = [r for r in runs if r.status == "done"]
+    key = f"{g.name}/{d}/res{res}"
+    paper = v.paper if v else None
+    cells = "".join(f"<td class=label>{e(x)}</td>" for x in labels)
+    if many:
+        cells += f"<td>{e(dataset_title(d))}</td><td>{e(res)}</td>"
+    cells += num(f"{key}/paper_uar", fmt(paper and paper["uar"]), "num paper")
+    cells += num(f"{key}/paper_war", fmt(paper and paper["war"]), "num paper")
+    if has_params:
+        cells += num(f"{key}/paper_params", fmt(paper.get("params") if paper else None, 1), "num paper")
+    cells += "".join(mean_cell(f"{key}/{m}_mean", row, m, expected) for m in ("uar", "war"))
+    for m in ("uar", "war"):
+        cells += delta_cell(f"{key}/{m}_delta", row and row.get(f"{m}_mean"), paper and paper[m])
+    params = [r.result.get("trainable_params") for r in done if r.result.get("trainable_params")]
+    cells += num(f"{key}/trainable_params", f"{params[0] / 1e6:.2f}" if params else "—")
+    counts = {s: sum(r.status == s for r in runs) for s in STATUSES if s != "done"}
+    status = f"{len(done)}/{len(runs)} done" + "".join(f", {n} {s}" for s, n in counts.items() if n)
+    cells += f'<td class="{"num" if len(done) == len(runs) else "num missing"}">{e(status)}</td>'
+    diff = g.differences.get((d, res))
+    for m in ("uar", "war"):
+        cells += (num(f"{key}/{m}_diff", "reference") if v and v.name == reference
+                  else difference_cell(f"{key}/{m}_diff", diff and diff[m]))
+    return cells, row
 
 
 # -- runs ---------------------------------------------------------------------------------------
