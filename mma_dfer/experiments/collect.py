@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import Optional
 
 from mma_dfer import datasets
-from mma_dfer.experiments.results import AggregateError, read_result
+from mma_dfer.experiments.results import METRICS, AggregateError, read_result
 from mma_dfer.experiments.sweep import DEFINITION, Sweep, SweepError, Variant, load_sweep, reference_variant
 from mma_dfer.experiments.table import collect_all, run_key
 from mma_dfer.experiments.uncertainty import paired_rows
@@ -222,7 +222,7 @@ def read_report(root: str | Path) -> Report:
 def paper_table1(dataset: str, resolution: str) -> Optional[dict]:
     """The paper's Table 1 numbers (uar, war, uar_2clip, war_2clip) for a cell, or None."""
     p = datasets.paper(dataset, resolution)
-    return dict(zip(("uar", "war", "uar_2clip", "war_2clip"), p)) if p else None
+    return dict(zip(METRICS, p)) if p else None
 
 
 def read_curves(folder: Path) -> tuple[dict, dict]:

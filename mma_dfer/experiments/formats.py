@@ -22,7 +22,7 @@ def title(dataset: str) -> str:
 
 
 def markdown(table: dict, expected=None) -> str:
-    """The tables; ``expected`` as ``folds`` for :func:`collect_all` (None: each row's expected folds)."""
+    """The tables; ``expected`` as ``folds`` for :func:`~mma_dfer.experiments.table.collect_all` (None: each row's expected folds)."""
     lines = []
     for dataset, rows in table.items():
         folds = expected or sorted({f for row in rows.values() for f in row["expected"]})

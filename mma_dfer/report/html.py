@@ -13,7 +13,6 @@ from mma_dfer.experiments.collect import STATUSES, Group, Report, Run, paper_tab
 from mma_dfer.experiments.formats import title as dataset_title
 from mma_dfer.experiments.verdicts import refused
 
-METRICS = ("uar", "war", "uar_2clip", "war_2clip")
 CSS = """
 body { font: 14px/1.45 "DejaVu Sans", Arial, sans-serif; margin: 0 auto; max-width: 1250px; padding: 0 18px 40px;
        color: #222; }
