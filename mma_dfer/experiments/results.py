@@ -127,6 +127,7 @@ class Found:
     failed: dict = field(default_factory=dict)  # key -> run folder without a result
 
     def parts(self) -> tuple:
+        """Every kind of run found: done, failed, corrupt, duplicated."""
         return self.results, self.failed, self.corrupt, self.duplicates
 
     def cells(self) -> set:
