@@ -195,21 +195,122 @@ def test_a_built_wheel_runs_the_demo_and_training_from_any_folder(tmp_path):
     assert json.loads((elsewhere / "launched/result.json").read_text())["num_test_clips"] == 14
 
 
-def package_imports() -> dict:
-    """{package: packages it imports} inside mma_dfer (top-level modules count as packages)."""
-    pkg = ROOT / "mma_dfer"
-    graph: dict = {}
-    for path in pkg.rglob("*.py"):
-        parts = path.relative_to(pkg).with_suffix("").parts
-        source = parts[0]
-        for node in ast.walk(ast.parse(path.read_text())):
-            if isinstance(node, ast.ImportFrom) and node.module and node.module.startswith("mma_dfer"):
-                names = [f"mma_dfer.{a.name}" for a in node.names] if node.module == "mma_dfer" else [node.module]
-                for name in names:
-                    target = name.split(".")[1]
-                    if target != source and source not in ("__main__",):
-                        graph.setdefault(source, set()).add(target)
+PACKAGE = ROOT / "mma_dfer"
+
+
+def module_name(path) -> str:
+    """``mma_dfer/x/y.py`` -> ``mma_dfer.x.y``; a package's ``__init__.py`` is the package's own node."""
+    parts = path.relative_to(ROOT).with_suffix("").parts
+    return ".".join(parts[:-1] if parts[-1] == "__init__" else parts)
+
+
+MODULES = {module_name(path): path for path in PACKAGE.rglob("*.py")}
+
+
+def imported(node) -> list[str]:
+    """The mma_dfer modules an import statement names: ``from mma_dfer.x import y`` is the module
+    ``mma_dfer.x.y`` when y is one, else ``mma_dfer.x``; ``import mma_dfer.x.y`` the longest module."""
+    if isinstance(node, ast.Import):
+        names = [a.name for a in node.names]
+    elif isinstance(node, ast.ImportFrom) and node.level == 0 and node.module:
+        names = [f"{node.module}.{a.name}" if f"{node.module}.{a.name}" in MODULES else node.module for a in node.names]
+    else:
+        return []
+    out = []
+    for name in names:
+        while name and name not in MODULES:
+            name = name.rpartition(".")[0]
+        if name.startswith("mma_dfer.") or name == "mma_dfer":
+            out.append(name)
+    return out
+
+
+def file_imports() -> dict:
+    """{module: modules of mma_dfer it imports}, every import in the file (function-local ones too)."""
+    graph = {}
+    for name, path in MODULES.items():
+        graph[name] = {t for node in ast.walk(ast.parse(path.read_text())) for t in imported(node) if t != name}
     return graph
+
+
+def cycles(graph: dict) -> list[list[str]]:
+    """The groups of nodes of ``graph`` that import each other, directly or around a circle (its
+    strongly connected components of more than one node), each sorted; [] when there is none."""
+    index: dict = {}
+    low: dict = {}
+    stack: list = []
+    found = []
+
+    def visit(node):
+        index[node] = low[node] = len(index)
+        stack.append(node)
+        for nxt in sorted(graph.get(node, ())):
+            if nxt not in index:
+                visit(nxt)
+                low[node] = min(low[node], low[nxt])
+            elif nxt in stack:
+                low[node] = min(low[node], index[nxt])
+        if low[node] == index[node]:
+            group = stack[stack.index(node):]
+            del stack[stack.index(node):]
+            if len(group) > 1:
+                found.append(sorted(group))
+    for node in sorted(graph):
+        if node not in index:
+            visit(node)
+    return sorted(found)
+
+
+def package_of(module: str):
+    """The package a module belongs to (a top-level module is its own package; None for the root)."""
+    parts = module.split(".")
+    return parts[1] if len(parts) > 1 and parts[1] != "__main__" else None
+
+
+def package_imports() -> dict:
+    """{package: packages it imports} inside mma_dfer, read off the file graph."""
+    graph: dict = {}
+    for module, targets in file_imports().items():
+        source = package_of(module)
+        for target in map(package_of, targets):
+            if source and target and target != source:
+                graph.setdefault(source, set()).add(target)
+    return graph
+
+
+def test_no_import_cycle_between_files():
+    """Function-local imports included: an import hidden in a function is still an edge."""
+    found = cycles(file_imports())
+    assert not found, "modules that import each other:\n" + "\n".join(" <-> ".join(c) for c in found)
+
+
+def test_the_cycle_check_sees_a_function_local_import():
+    graph = {"a": {"b"}, "b": {"c"}, "c": {"a"}, "d": {"a"}}
+    assert cycles(graph) == [["a", "b", "c"]] and cycles({"a": {"b"}, "b": set()}) == []
+    node = ast.parse("def f():\n    from mma_dfer.inference import evaluate\n").body[0].body[0]
+    assert imported(node) == ["mma_dfer.inference.evaluate"]
+
+
+def local_imports(tree):
+    """The import statements inside a function (at any depth)."""
+    for fn in ast.walk(tree):
+        if isinstance(fn, (ast.FunctionDef, ast.AsyncFunctionDef)):
+            for stmt in fn.body:
+                yield from (n for n in ast.walk(stmt) if isinstance(n, (ast.Import, ast.ImportFrom)))
+
+
+def test_every_function_local_import_says_why():
+    """An import inside a function hides an edge of the graph; it is there only to keep --help and
+    the light commands free of torch or an optional package, and says so: ``# lazy: <reason>`` on
+    its line (or on the line above a multi-line import)."""
+    missing = []
+    for path in sorted(MODULES.values()):
+        lines = path.read_text().splitlines()
+        for node in set(local_imports(ast.parse("\n".join(lines)))):
+            above = lines[node.lineno - 2].strip() if node.end_lineno > node.lineno else ""
+            if "# lazy: " not in lines[node.lineno - 1] and not above.startswith("# lazy: "):
+                missing.append(f"{path.relative_to(ROOT)}:{node.lineno}")
+    assert not missing, "function-local imports without a '# lazy: <reason>' comment:\n" + "\n".join(sorted(missing))
 
 
 def test_architecture_lists_the_package_graph_and_it_has_no_cycle():
@@ -220,7 +321,4 @@ def test_architecture_lists_the_package_graph_and_it_has_no_cycle():
     graph = package_imports()
     assert graph == documented
     assert "training" not in graph["inference"]
-
-    def reaches(a, b, seen=frozenset()):
-        return any(n == b or (n not in seen and reaches(n, b, seen | {n})) for n in graph.get(a, ()))
-    assert not [(a, b) for a in graph for b in graph[a] if reaches(b, a)]
+    assert not cycles(graph), cycles(graph)

@@ -24,13 +24,18 @@ import time
 from collections import deque
 from typing import Optional
 
+import av
 import numpy as np
 import torch
 
 from mma_dfer.data import audio as A
-from mma_dfer.data import prepare as P
+from mma_dfer.data import faces as F
 from mma_dfer.data import video as V
-from mma_dfer.data.dataset import evaluation_inputs
+from mma_dfer.data.dataset import evaluation_inputs, placeholder_inputs
+from mma_dfer.inference.evaluate import clip_probabilities
+from mma_dfer.inference.records import probability_record, write_csv
+from mma_dfer.inference.timeline import plot_timeline
+from mma_dfer.utils import atomic_write_json
 
 KEEP_EXTRA_S = 3.0  # the buffer holds one window plus this much (and one hop) of the newest stream
 
@@ -54,8 +59,6 @@ def open_source(source: str):
     """The PyAV container of SOURCE: ``-`` is stdin, ``/dev/video*`` a V4L2 camera, anything
     else a path or URL FFmpeg opens (once the stream has begun, a read that waits over 10 s
     ends it). Stream probing is limited to about 1 s, so the first window is not held back."""
-    import av
-
     probe = {"analyzeduration": "1000000", "probesize": "1000000"}  # start within ~1 s of a live stream
     if source == "-":
         return av.open("pipe:0", "r", options=probe)
@@ -149,8 +152,6 @@ class RollingBuffer:
 def read_stream(container, buffer: RollingBuffer, stop: threading.Event) -> None:
     """The reader thread: decode the first video stream and the first audio stream into the
     buffer until the end of the stream, an error or ``stop``."""
-    import av
-
     error = None
     try:
         streams = list(container.streams.video[:1]) + list(container.streams.audio[:1])
@@ -184,15 +185,15 @@ class FaceTrack:
         self.margin, self.last = margin, None
 
     def crops(self, frames: np.ndarray) -> tuple[Optional[np.ndarray], float]:
-        boxes = P.detect_boxes(frames)
+        boxes = F.detect_boxes(frames)
         found = float(np.mean([b is not None for b in boxes]))
         h, w = frames.shape[1:3]
         if found > 0:
-            self.last = P.face_squares(boxes, h, w, self.margin)
+            self.last = F.face_squares(boxes, h, w, self.margin)
         if self.last is None:
             return None, 0.0
         squares = self.last if found > 0 else [self.last[-1]] * len(frames)
-        return np.stack([P.as_stored(P.square_crop(f, *s, P.FACE_SIZE)) for f, s in zip(frames, squares)]), found
+        return F.stored_crops(frames, squares), found
 
 
 def window_inputs(frames: list, wave: Optional[np.ndarray], cfg, opts, faces: Optional[FaceTrack]):
@@ -251,9 +252,6 @@ class Interrupt:
 def warm_up(forward, cfg, clips: int, device, dtype) -> None:
     """One forward pass and one fbank before the stream opens, so that the first window's
     latency is the model's, not the first call's set-up (thread pools, lazy imports)."""
-    from mma_dfer.data.dataset import placeholder_inputs
-    from mma_dfer.inference.evaluate import clip_probabilities
-
     A.fbank(np.zeros(cfg.sample_rate // 10, np.float32), cfg.sample_rate, cfg.mel_bins)
     clip_probabilities(forward, *placeholder_inputs(cfg, clips), device, dtype)
 
@@ -262,10 +260,6 @@ def warm_up(forward, cfg, clips: int, device, dtype) -> None:
 def follow(args, forward, cfg, class_names: list[str], opts, dtype, precision: str, device="cpu") -> int:
     """Follow ``args.stream``; returns predict's exit code (0 stopped cleanly, 1 the source
     failed or could not be opened)."""
-    from mma_dfer.inference.evaluate import clip_probabilities
-    from mma_dfer.inference.predict import probability_record, write_csv
-    from mma_dfer.utils import atomic_write_json
-
     source = args.stream
     length = args.window or cfg.audio_frames * A.FRAME_SHIFT_MS / 1000
     hop = args.hop_s
@@ -338,8 +332,6 @@ def follow(args, forward, cfg, class_names: list[str], opts, dtype, precision: s
     if args.csv:
         write_csv(args.csv, records, class_names)
     if args.plot and records:
-        from mma_dfer.inference.timeline import plot_timeline
-
         plot_timeline(records, class_names, args.plot, f"{source} (window {length:g} s, hop {hop:g} s)")
         print(f"wrote {args.plot}", file=sys.stderr)
     slow = (f"; {dropped} dropped: the model is slower than the stream (each window of {hop:g} s took longer), "
