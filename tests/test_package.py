@@ -322,3 +322,29 @@ def test_architecture_lists_the_package_graph_and_it_has_no_cycle():
     assert graph == documented
     assert "training" not in graph["inference"]
     assert not cycles(graph), cycles(graph)
+
+
+def test_the_compat_package_keeps_the_old_import_names():
+    """``mma_dfer.engine`` is only the old names other tools import (issues 4 and 20)."""
+    from mma_dfer.engine.engine import make_optimizer
+    from mma_dfer.engine.metrics import uar_war
+    from mma_dfer.inference import metrics
+    from mma_dfer.training import engine
+
+    assert make_optimizer is engine.make_optimizer and uar_war is metrics.uar_war
+    assert uar_war([0, 1, 1, 2], [0, 1, 0, 2], 3) == pytest.approx((100 * (1 + 0.5 + 1) / 3, 75.0))
+
+
+def test_one_set_flag_for_every_command():
+    """``--set KEY=VALUE`` is defined once (config.add_set_flag): every command spells it the same."""
+    import mma_dfer.cli as cli
+
+    defining = sorted(str(p.relative_to(ROOT)) for p in [*MODULES.values(), *(ROOT / "bench").glob("*.py")]
+                      if re.search(r"add_argument\(\s*\"--set\"", p.read_text()))
+    assert defining == ["mma_dfer/config.py"]
+    commands = next(a for a in cli.parser()._actions if a.dest == "command").choices
+    flags = {name: next(a for a in sub._actions if "--set" in a.option_strings) for name, sub in commands.items()
+             if "--set" in options(sub)}
+    assert set(flags) == {"train", "evaluate", "submit", "verify", "demo", "params"}
+    assert {(a.dest, a.metavar, a.help, tuple(a.default)) for a in flags.values()} == \
+        {("overrides", "KEY=VALUE", flags["train"].help, ())}

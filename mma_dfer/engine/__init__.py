@@ -1,2 +1,1 @@
-"""The engine's old import path, kept for tools that import it: the code lives in
-:mod:`mma_dfer.training` (and :mod:`mma_dfer.inference`)."""
+"""Compat only: the old import names other tools use (``mma_dfer.engine.engine.make_optimizer``, ``mma_dfer.engine.metrics.uar_war``), re-exported from :mod:`mma_dfer.training.engine` and :mod:`mma_dfer.inference.metrics`; new code imports those."""

@@ -89,7 +89,7 @@ def build_engine(model, cfg: Config, ds_cfg: dict) -> BuiltEngine:
     """``deepspeed.initialize`` with the fast settings above. Inputs are cast to the module's
     dtype under a whole-module bf16/fp16 JSON and stay fp32 under autocast (the patch
     embeddings cast them)."""
-    import deepspeed  # lazy: slow to import; make_optimizer and compile_model (bench/, mma_dfer.engine) need none
+    import deepspeed  # lazy: after cpu_op.prepare (the trainer's order); make_optimizer, compile_model need none
 
     autocast = autocast_name(ds_cfg)
     if autocast is not None:
