@@ -348,3 +348,38 @@ def test_one_set_flag_for_every_command():
     assert set(flags) == {"train", "evaluate", "submit", "verify", "demo", "params"}
     assert {(a.dest, a.metavar, a.help, tuple(a.default)) for a in flags.values()} == \
         {("overrides", "KEY=VALUE", flags["train"].help, ())}
+
+
+def test_one_precision_vocabulary():
+    """mma_dfer.precision names what a JSON trains in (the identity's field, result.json's key) and
+    what --precision evaluates in; torch-free, like the run identity that reads it."""
+    from mma_dfer.precision import precision_for, precision_of, torch_dtype
+    from mma_dfer.resources import ds_config_path
+
+    shipped = {name: precision_of(json.loads(ds_config_path(name).read_text()))
+               for name in ("cpu_fp32", "fp32", "cpu_bf16", "zero0_bf16", "zero2_fp16", "zero3_bf16")}
+    assert shipped == {"cpu_fp32": "float32", "fp32": "float32", "cpu_bf16": "autocast-bfloat16",
+                       "zero0_bf16": "autocast-bfloat16", "zero2_fp16": "autocast-float16",
+                       "zero3_bf16": "autocast-bfloat16"}
+    assert precision_of({"bf16": {"enabled": True}}) == "bfloat16"
+    assert precision_of({"torch_autocast": {"enabled": True, "dtype": "torch.float16"}}) == "autocast-float16"
+    assert [precision_for(c, t) for c, t in ((None, "bfloat16"), ("fp32", "bfloat16"), ("bf16", "float16"),
+                                            ("fp16", "float32"), ("bf16", "autocast-float16"))] == \
+        ["bfloat16", "float32", "bfloat16", "autocast-float16", "autocast-bfloat16"]
+    import torch
+
+    assert (torch_dtype("bf16"), torch_dtype("autocast-float16".removeprefix("autocast-"))) == \
+        (torch.bfloat16, torch.float16)
+
+
+def test_the_deepspeed_json_defaults_have_one_owner():
+    """ds_config.DEFAULTS fills what a JSON leaves out (the shipped ones hold only ZeRO and
+    precision); a user's JSON that turns the timer on keeps it on."""
+    from mma_dfer.resources import DS_CONFIGS
+    from mma_dfer.training.ds_config import DEFAULTS, with_defaults
+
+    assert not [p.name for p in DS_CONFIGS.glob("*.json") if set(json.loads(p.read_text())) & set(DEFAULTS)]
+    assert with_defaults({})["timers"] == {"throughput": {"enabled": False}}
+    on = with_defaults({"timers": {"throughput": {"enabled": True}}, "steps_per_print": 10})
+    assert on["timers"]["throughput"]["enabled"] is True and on["steps_per_print"] == 10
+    assert on["wall_clock_breakdown"] is False
