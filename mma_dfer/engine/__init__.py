@@ -1,1 +1,2 @@
-"""Compat only: the old import names other tools use (``mma_dfer.engine.engine.make_optimizer``, ``mma_dfer.engine.metrics.uar_war``), re-exported from :mod:`mma_dfer.training.engine` and :mod:`mma_dfer.inference.metrics`; new code imports those."""
+"""Compat only (not the DeepSpeed engine): the old names ``mma_dfer.engine.engine.make_optimizer`` and
+``mma_dfer.engine.metrics.uar_war`` that other tools import, re-exported; new code imports training/inference."""

@@ -17,7 +17,8 @@ from mma_dfer.training import TrainingError
 # per step: the host cannot queue step n+1 while the GPU runs step n), its wall-clock breakdown
 # at every step, and its periodic prints interleave with the trainer's own log (which logs its own
 # clips/s): all off.
-DEFAULTS = {"steps_per_print": 1_000_000_000, "wall_clock_breakdown": False, "timers": {"throughput": {"enabled": False}}}
+DEFAULTS = {"steps_per_print": 1_000_000_000, "wall_clock_breakdown": False,
+            "timers": {"throughput": {"enabled": False}}}
 
 
 def with_defaults(ds: dict, defaults: dict = DEFAULTS) -> dict:
