@@ -188,18 +188,11 @@ def submit(args) -> int:
     runs_root.mkdir(parents=True, exist_ok=True)
     log_dir = runs_root / "submitit_logs"
     jobs, entries = [], []
-    if args.sweep:
-        try:
-            planned = _sweep(args, runs_root)
-        except SweepError as e:
-            print(f"error: {e}", file=sys.stderr)
-            return 2
-    else:
-        try:
-            planned = _grid(args, runs_root)
-        except run_errors() as e:  # the dataset's folds could not be read off the config
-            print(f"error: {e}", file=sys.stderr)
-            return 2
+    try:  # a bad sweep file; without one, the dataset's folds could not be read off the config
+        planned = _sweep(args, runs_root) if args.sweep else _grid(args, runs_root)
+    except (SweepError,) if args.sweep else run_errors() as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
     todo, refused = [], 0
     world = max(args.gpus_per_node, 1) * args.nodes
     for meta, job in planned:
@@ -235,17 +228,20 @@ def submit(args) -> int:
     if refused:
         print(f"{refused} run(s) not submitted (above)", file=sys.stderr)
         return 2
-    if args.wait or ex.cluster == "debug":
-        failed = 0
-        for entry, job in zip(entries, jobs):
-            try:
-                r = job.results()[0]  # rank 0's; a job of several tasks (nodes) returns one per task
-                print(f"job {entry['job_id']} done: UAR {r['uar']:.2f} WAR {r['war']:.2f}")
-            except Exception as e:  # a job's failure is reported, the others still counted
-                failed += 1
-                print(f"job {entry['job_id']} FAILED: {str(e).splitlines()[-1] if str(e) else type(e).__name__}")
-        return 1 if failed else 0
-    return 0
+    return wait_for(entries, jobs) if args.wait or ex.cluster == "debug" else 0
+
+
+def wait_for(entries: list[dict], jobs: list) -> int:
+    """Wait for every job and print its result; 1 when any failed."""
+    failed = 0
+    for entry, job in zip(entries, jobs):
+        try:
+            r = job.results()[0]  # rank 0's; a job of several tasks (nodes) returns one per task
+            print(f"job {entry['job_id']} done: UAR {r['uar']:.2f} WAR {r['war']:.2f}")
+        except Exception as e:  # a job's failure is reported, the others still counted
+            failed += 1
+            print(f"job {entry['job_id']} FAILED: {str(e).splitlines()[-1] if str(e) else type(e).__name__}")
+    return 1 if failed else 0
 
 
 def finished(job: TrainJob, world: int) -> Optional[dict]:

@@ -376,6 +376,15 @@ def run(args) -> int:
                              args.workers, progress=sys.stderr.isatty())
     seconds = time.perf_counter() - t0
     records = [{**rec, "precision": precision} for r in results for rec in r.windows]
+    write_outputs(args, results, records, class_names)
+    failed = sum(r.error is not None for r in results)
+    print(summary(args, results, records, seconds, f"{device.type} ({cfg.data.dataset} model, {kind}, "
+                  f"{cfg.data.resolution} px, {args.clips}-clip, {precision}", len(problems)))
+    return 1 if failed or problems else 0
+
+
+def write_outputs(args, results: list[VideoResult], records: list[dict], class_names: list[str]) -> None:
+    """The table on stdout, the face warnings on stderr, and --json, --csv and --plot."""
     if records:
         print(format_table(results))
     for line in face_warnings(results):
@@ -389,15 +398,18 @@ def run(args) -> int:
             plot_timeline(r.windows, class_names, path, f"{Path(r.file).name} (window {args.window:g} s, stride "
                                                         f"{args.stride or args.window:g} s)")
             print(f"wrote {path}")
+
+
+def summary(args, results: list[VideoResult], records: list[dict], seconds: float, setting: str,
+            empty_folders: int) -> str:
+    """The last line: how many videos, how fast, on what (``setting``: device, model, precision)."""
     ok = sum(r.error is None for r in results)
     failed = len(results) - ok
     unit = ("window" if args.window else "clip") + ("" if len(records) == 1 else "s")
     without = sum(faceless(rec) for rec in records)
-    print(f"predicted {ok} of {len(results)} videos ({len(records)} {unit}) in "
-          f"{seconds:.1f} s: {ok / max(seconds, 1e-9):.2f} videos/s on {device.type} ({cfg.data.dataset} model, "
-          f"{kind}, {cfg.data.resolution} px, {args.clips}-clip, {precision}, faces {args.faces}"
-          + (f", {args.runtime}" if args.runtime != "torch" else "") + ")"
-          + (f"; {failed} failed" if failed else "")
-          + (f"; {len(problems)} folder(s) without videos" if problems else "")
-          + (f"; {without} of them without a face" if without else ""))
-    return 1 if failed or problems else 0
+    return (f"predicted {ok} of {len(results)} videos ({len(records)} {unit}) in "
+            f"{seconds:.1f} s: {ok / max(seconds, 1e-9):.2f} videos/s on {setting}, faces {args.faces}"
+            + (f", {args.runtime}" if args.runtime != "torch" else "") + ")"
+            + (f"; {failed} failed" if failed else "")
+            + (f"; {empty_folders} folder(s) without videos" if empty_folders else "")
+            + (f"; {without} of them without a face" if without else ""))

@@ -256,6 +256,35 @@ def warm_up(forward, cfg, clips: int, device, dtype) -> None:
     clip_probabilities(forward, *placeholder_inputs(cfg, clips), device, dtype)
 
 
+def open_checked(source: str, cfg):
+    """The opened source, or None once it has said (on stderr) why it cannot be followed."""
+    try:
+        container = open_source(source)
+    except Exception as e:
+        print(f"error: {source}: cannot open the stream ({str(e).splitlines()[0][:200] if str(e) else type(e).__name__})",
+              file=sys.stderr)
+        return None
+    if not container.streams.video:
+        print(f"error: {source}: no video stream", file=sys.stderr)
+        return None
+    if not container.streams.audio and cfg.audio_policy == "error":
+        print(f"error: {source}: no audio stream (--audio-policy silence predicts it with silent audio)",
+              file=sys.stderr)
+        return None
+    return container
+
+
+def write_stream_outputs(args, records: list[dict], class_names: list[str], title: str) -> None:
+    """--json, --csv and --plot of the windows followed, as for a file's windows."""
+    if args.json:
+        atomic_write_json(args.json, records)
+    if args.csv:
+        write_csv(args.csv, records, class_names)
+    if args.plot and records:
+        plot_timeline(records, class_names, args.plot, title)
+        print(f"wrote {args.plot}", file=sys.stderr)
+
+
 @torch.no_grad()
 def follow(args, forward, cfg, class_names: list[str], opts, dtype, precision: str, device="cpu") -> int:
     """Follow ``args.stream``; returns predict's exit code (0 stopped cleanly, 1 the source
@@ -265,18 +294,8 @@ def follow(args, forward, cfg, class_names: list[str], opts, dtype, precision: s
     hop = args.hop_s
     warm_up(forward, cfg, opts.clips, device, dtype)
     print(f"following {source}: a {length:g}-s window every {hop:g} s", file=sys.stderr, flush=True)
-    try:
-        container = open_source(source)
-    except Exception as e:
-        print(f"error: {source}: cannot open the stream ({str(e).splitlines()[0][:200] if str(e) else type(e).__name__})",
-              file=sys.stderr)
-        return 1
-    if not container.streams.video:
-        print(f"error: {source}: no video stream", file=sys.stderr)
-        return 1
-    if not container.streams.audio and cfg.audio_policy == "error":
-        print(f"error: {source}: no audio stream (--audio-policy silence predicts it with silent audio)",
-              file=sys.stderr)
+    container = open_checked(source, cfg)
+    if container is None:
         return 1
     buffer = RollingBuffer(length + hop + KEEP_EXTRA_S, cfg.sample_rate, frame_preparer(cfg, opts.faces))
     stop = threading.Event()
@@ -327,13 +346,7 @@ def follow(args, forward, cfg, class_names: list[str], opts, dtype, precision: s
     how = "SIGINT" if interrupt.signalled else ("a read error" if buffer.error else "end of stream")
     if buffer.error:
         print(f"error: {source}: {buffer.error}", file=sys.stderr)
-    if args.json:
-        atomic_write_json(args.json, records)
-    if args.csv:
-        write_csv(args.csv, records, class_names)
-    if args.plot and records:
-        plot_timeline(records, class_names, args.plot, f"{source} (window {length:g} s, hop {hop:g} s)")
-        print(f"wrote {args.plot}", file=sys.stderr)
+    write_stream_outputs(args, records, class_names, f"{source} (window {length:g} s, hop {hop:g} s)")
     slow = (f"; {dropped} dropped: the model is slower than the stream (each window of {hop:g} s took longer), "
             "windows that waited over a hop were skipped") if dropped else "; 0 dropped"
     no_face = f"; {faceless} windows without a face yet (not predicted)" if faceless else ""
