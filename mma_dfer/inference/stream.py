@@ -32,7 +32,7 @@ from mma_dfer.data import audio as A
 from mma_dfer.data import faces as F
 from mma_dfer.data import video as V
 from mma_dfer.data.dataset import evaluation_inputs, placeholder_inputs
-from mma_dfer.inference.evaluate import clip_probabilities
+from mma_dfer.inference import evaluate
 from mma_dfer.inference.records import probability_record, write_csv
 from mma_dfer.inference.timeline import plot_timeline
 from mma_dfer.utils import atomic_write_json
@@ -253,7 +253,7 @@ def warm_up(forward, cfg, clips: int, device, dtype) -> None:
     """One forward pass and one fbank before the stream opens, so that the first window's
     latency is the model's, not the first call's set-up (thread pools, lazy imports)."""
     A.fbank(np.zeros(cfg.sample_rate // 10, np.float32), cfg.sample_rate, cfg.mel_bins)
-    clip_probabilities(forward, *placeholder_inputs(cfg, clips), device, dtype)
+    evaluate.clip_probabilities(forward, *placeholder_inputs(cfg, clips), device, dtype)
 
 
 def open_checked(source: str, cfg):
@@ -334,7 +334,8 @@ def follow(args, forward, cfg, class_names: list[str], opts, dtype, precision: s
                 k += 1
                 continue
             video, audio, found, silent = inputs
-            probs = clip_probabilities(forward, video.unsqueeze(0), audio.unsqueeze(0), device, dtype)[0].cpu().numpy()
+            probs = evaluate.clip_probabilities(forward, video.unsqueeze(0), audio.unsqueeze(0), device, dtype)
+            probs = probs[0].cpu().numpy()
             record = probability_record(source, round(a, 3), round(b, 3), class_names, probs)
             record.update(faces_detected=found, silent_audio=bool(silent), precision=precision)
             records.append(record)
