@@ -262,7 +262,7 @@ def mtcnn_rates(raw_frames, frames_n: int, work: Path) -> list[dict]:
     import torch
     from PIL import Image
 
-    from mma_dfer.data import prepare as P
+    from mma_dfer.data import faces, prepare as P
     from mma_dfer.data.synthetic import write_mp4
 
     rows = []
@@ -270,9 +270,9 @@ def mtcnn_rates(raw_frames, frames_n: int, work: Path) -> list[dict]:
     for w, h in ((176, 144), (640, 360), (1280, 720)):
         frames = np.stack([np.asarray(Image.fromarray(f).resize((w, h), Image.BILINEAR))
                            for f in raw_frames[np.arange(frames_n) % len(raw_frames)]])
-        P.detect_boxes(frames[:2])
+        faces.detect_boxes(frames[:2])
         t0 = time.perf_counter()
-        found = P.detect_boxes(frames)
+        found = faces.detect_boxes(frames)
         detect = len(frames) / (time.perf_counter() - t0)
         clip = work / f"mtcnn-{w}x{h}.mp4"
         audio = np.repeat(rng.normal(0, 0.1, (1, int(44100 * frames_n / 30))).astype(np.float32), 2, 0)
@@ -286,10 +286,10 @@ def mtcnn_rates(raw_frames, frames_n: int, work: Path) -> list[dict]:
         row = {"size": f"{w}x{h}", "detect": detect, "whole": whole, "found": sum(b is not None for b in found),
                "frames": frames_n}
         if torch.cuda.is_available():
-            P.detect_boxes(frames[:8], device="cuda")
+            faces.detect_boxes(frames[:8], device="cuda")
             torch.cuda.synchronize()
             t0 = time.perf_counter()
-            P.detect_boxes(frames, device="cuda")
+            faces.detect_boxes(frames, device="cuda")
             torch.cuda.synchronize()
             row["cuda"] = len(frames) / (time.perf_counter() - t0)
         rows.append(row)

@@ -64,7 +64,7 @@ def main(argv=None) -> int:
     import numpy as np
     import torch
 
-    from mma_dfer.config import load_config
+    from mma_dfer.config import add_set_flag, load_config
     from mma_dfer.inference.predict import PredictOptions, predict_videos
     from mma_dfer.inference.runtimes import build_runtime
     from mma_dfer.labels import CLASS_NAMES
@@ -75,7 +75,7 @@ def main(argv=None) -> int:
 
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--config", default=str(ROOT / "configs/dfew_160.yaml"))
-    p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE")
+    add_set_flag(p)
     p.add_argument("--videos", type=int, default=16, help="generated clips of the predict path and the agreement")
     p.add_argument("--repeats", type=int, default=3, help="timed batch-1 forward passes of the model alone")
     p.add_argument("--batch-size", type=int, default=8, help="predict's --batch-size")

@@ -48,7 +48,7 @@ def make_videos(work: Path, faces: str, n: int) -> list[Path]:
 def main(argv=None) -> int:
     import torch
 
-    from mma_dfer.config import load_config
+    from mma_dfer.config import add_set_flag, load_config
     from mma_dfer.inference.predict import PredictOptions, predict_videos
     from mma_dfer.utils import seed_everything
     from mma_dfer.labels import CLASS_NAMES
@@ -56,7 +56,7 @@ def main(argv=None) -> int:
 
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--config", default=str(ROOT / "configs/dfew_160.yaml"))
-    p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE")
+    add_set_flag(p)
     p.add_argument("--videos", type=int, default=8, help="videos timed per row (after one warm-up video)")
     p.add_argument("--faces", default="none,mtcnn")
     p.add_argument("--clips", type=int, choices=(1, 2), default=1)

@@ -8,7 +8,15 @@ of the program and of every command answers at once. Errors go to stderr.
 from __future__ import annotations
 
 import argparse
+import importlib
 import sys
+from importlib.metadata import PackageNotFoundError, version as installed
+from pathlib import Path
+
+from mma_dfer.config import add_set_flag, load_config
+from mma_dfer.data import prepare_args, synthetic
+from mma_dfer.datasets import num_folds
+from mma_dfer.precision import PRECISION_CHOICES
 
 DESCRIPTION = ("Every job of MMA-DFER: train, evaluate, submit, aggregate and report (the launch/*.py scripts), "
                "predict on new videos, prepare and verify datasets, the CPU demo. "
@@ -29,17 +37,15 @@ def _command(sub, name: str, text: str) -> argparse.ArgumentParser:
 def _config_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--config", help="experiment YAML, a file or a shipped config's name (default: the paper's "
                    "defaults)")
-    p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
-                   help="override a config field, e.g. --set model.fusion_dim=64 (repeatable)")
+    add_set_flag(p)
 
 
 def cmd_params(args) -> int:
     """Print trainable/frozen parameter counts per part; last line ``trainable: <N>``."""
-    import torch
+    import torch  # lazy: mma-dfer --help and the light commands import no torch
 
-    from mma_dfer.config import load_config
-    from mma_dfer.models import build_model
-    from mma_dfer.models.summary import format_param_table
+    from mma_dfer.models import build_model  # lazy: as torch above
+    from mma_dfer.models.summary import format_param_table  # lazy: as torch above
 
     cfg = load_config(args.config, args.overrides)
     model = build_model(cfg, load_pretrained=args.load_pretrained)
@@ -58,18 +64,13 @@ def cmd_params(args) -> int:
 
 def cmd_demo(args) -> int:
     """Generate the demo dataset (once) and train the tiny model on it on the CPU."""
-    from pathlib import Path
-
-    from mma_dfer.config import load_config
-    from mma_dfer.data.synthetic import make_dataset
-    from mma_dfer.training.trainer import run as train
+    from mma_dfer.training.signals import PREEMPTED_EXIT_CODE, Preempted  # lazy: the trainer's, as below
+    from mma_dfer.training.trainer import run as train  # lazy: mma-dfer --help imports no torch
 
     root = Path(args.data)
     if not (root / "EmoLabel_DataSplit").is_dir():
         print(f"generating the demo dataset in {root} ...")
-        make_dataset("dfew", root, clips_per_class=10, seed=0)
-    from mma_dfer.training.signals import PREEMPTED_EXIT_CODE, Preempted
-
+        synthetic.make_dataset("dfew", root, clips_per_class=10, seed=0)
     cfg = load_config("demo", [f"data.root={root}", f"output_dir={args.output}", *args.overrides])
     try:
         result = train(cfg, "cpu_fp32", args.resume)
@@ -88,8 +89,6 @@ def cmd_demo(args) -> int:
 def _lazy(module: str, function: str = "run"):
     """A command's run function, imported when the command runs (not when the parser is built)."""
     def run(args):
-        import importlib
-
         return getattr(importlib.import_module(module), function)(args)
     return run
 
@@ -109,14 +108,11 @@ def _demo(sub) -> None:
     p.add_argument("--output", default="runs/demo", help="run folder")
     p.add_argument("--resume", default="auto", help="auto (default: a finished demo is shown, not retrained), "
                    "never, or a checkpoint folder")
-    p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
-                   help="override a field of the demo config, e.g. --set train.epochs=2 (repeatable)")
+    add_set_flag(p)
     p.set_defaults(func=cmd_demo)
 
 
 def _make_data(sub) -> None:
-    from mma_dfer.data import synthetic
-
     p = _command(sub, "make-data", "write a generated dataset in a real layout (DFEW, MAFW, CREMA-D, RAVDESS)")
     synthetic.add_arguments(p)
     p.set_defaults(func=_lazy("mma_dfer.data.synthetic"))
@@ -135,10 +131,8 @@ def _inspect_clip(sub) -> None:
 
 
 def _prepare(sub) -> None:
-    from mma_dfer.data.prepare_args import add_arguments
-
     p = _command(sub, "prepare", "extract 16 kHz audio and MTCNN faces from the raw datasets, pack them")
-    add_arguments(p)
+    prepare_args.add_arguments(p)
     p.set_defaults(func=_lazy("mma_dfer.data.prepare"))
 
 
@@ -146,17 +140,13 @@ def _verify(sub) -> None:
     p = _command(sub, "verify", "check a prepared dataset: every clip decodes, counts per fold")
     p.add_argument("--config", help="experiment YAML (data.dataset, data.root, data.source, ...)")
     p.add_argument("--fold", default="all", help="a fold (1..K) or all (default: every fold of the dataset)")
-    p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
-                   help="override a config field, e.g. --set data.root=/data/DFEW (repeatable)")
+    add_set_flag(p)
     p.set_defaults(func=cmd_verify)
 
 
 def cmd_verify(args) -> int:
     """``verify``: its flags and the config checked before the decoders and torch are imported
     (a typo answers at once), then every clip (a missing root or fold file is one of its problems)."""
-    from mma_dfer.config import load_config
-    from mma_dfer.datasets import num_folds
-
     k = num_folds(load_config(args.config, args.overrides).data)
     if args.fold != "all" and args.fold not in {str(f) for f in range(1, k + 1)}:
         print(f"error: --fold {args.fold}: a fold of this dataset's {k}-fold protocol (1-{k}) or all", file=sys.stderr)
@@ -165,9 +155,6 @@ def cmd_verify(args) -> int:
 
 
 def _predict(sub) -> None:
-    from mma_dfer.data.prepare_args import FACE_MARGIN
-    from mma_dfer.inference.precision import PRECISION_CHOICES
-
     p = _command(sub, "predict", "a trained model on new videos or a live stream: class probabilities per video or window")
     p.add_argument("inputs", nargs="*", metavar="INPUT", help="video files, or folders of them (searched recursively); "
                    "none with --stream")
@@ -192,7 +179,7 @@ def _predict(sub) -> None:
                    help="auto (default): a GPU when there is one")
     p.add_argument("--precision", choices=PRECISION_CHOICES, default=None,
                    help="default: the run's own (its result.json's precision; fp32 for an authors' file)")
-    p.add_argument("--margin", type=float, default=FACE_MARGIN, help="face square = margin x the larger box side")
+    p.add_argument("--margin", type=float, default=prepare_args.FACE_MARGIN, help="face square = margin x the larger box side")
     p.add_argument("--runtime", choices=("torch", "onnxruntime"), default="torch",
                    help="torch (default) or onnxruntime (the fp32 model exported to ONNX, checked; CPU; deploy extra)")
     p.add_argument("--quantize", choices=("none", "int8"), default="none",
@@ -219,8 +206,6 @@ def _export(sub) -> None:
 
 def _launched(sub, name: str, module: str, help: str) -> None:
     """A command that is also a ``launch/<name>.py`` script: the module's flags and run()."""
-    import importlib
-
     p = _command(sub, name, help)
     importlib.import_module(module).add_arguments(p)
     p.set_defaults(func=_lazy(module))
@@ -250,8 +235,6 @@ def parser() -> argparse.ArgumentParser:
 
 def version() -> str:
     """The installed package's version (a checkout run without installing: "unknown")."""
-    from importlib.metadata import PackageNotFoundError, version as installed
-
     try:
         return installed("mma-dfer")
     except PackageNotFoundError:

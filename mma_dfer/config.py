@@ -20,6 +20,8 @@ from typing import Optional
 import yaml
 
 from mma_dfer import datasets, stats
+from mma_dfer.resources import ResourceError, config_path
+from mma_dfer.utils import atomic_write_text
 
 COMPILE_MODES = ("default", "reduce-overhead", "max-autotune", "max-autotune-no-cudagraphs")
 # Fields that were removed, with what replaces them (a YAML that still sets one gets this message).
@@ -275,7 +277,7 @@ class TrainConfig:
             self.check_compile_backend()
 
     def check_compile_backend(self) -> None:
-        import torch._dynamo
+        import torch._dynamo  # lazy: the config is read without torch (--help, aggregate, submit)
 
         _choice("train.compile_backend", self.compile_backend, tuple(torch._dynamo.list_backends(exclude_tags=())))
 
@@ -441,8 +443,6 @@ def _read_yaml(path: Path, seen: tuple = ()) -> dict:
 def _base_path(path: Path, base) -> Path:
     """``base:`` of the YAML ``path``: a file next to it, else a shipped config's name (``base:
     demo`` in a user's own YAML anywhere), else the missing file (named by the error)."""
-    from mma_dfer.resources import ResourceError, config_path
-
     beside = path.parent / str(base)
     if beside.is_file() or "/" in str(base):
         return beside
@@ -471,11 +471,16 @@ def parse_override(item: str) -> dict:
     return out
 
 
+def add_set_flag(p) -> None:
+    """The ``--set KEY=VALUE`` flag of every command that reads a config (``args.overrides``,
+    handed to :func:`load_config`): one definition, so that each command spells it the same."""
+    p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
+                   help="override a config field, e.g. --set data.root=/data/DFEW (repeatable)")
+
+
 def load_config(path: Optional[str | os.PathLike] = None, overrides: Optional[list] = None) -> Config:
     """Defaults, then the YAML file (and its bases), then ``key=value`` overrides; validated.
     ``path`` is a file, or the name of a shipped config (``dfew_160``: :mod:`mma_dfer.resources`)."""
-    from mma_dfer.resources import ResourceError, config_path
-
     cfg = Config()
     try:
         merged: dict = _read_yaml(config_path(path)) if path else {}
@@ -489,6 +494,4 @@ def load_config(path: Optional[str | os.PathLike] = None, overrides: Optional[li
 
 def save_config(cfg: Config, path: str | os.PathLike) -> None:
     """Write the fully resolved config (what the run actually used) as YAML, atomically."""
-    from mma_dfer.utils import atomic_write_text
-
     atomic_write_text(path, yaml.safe_dump(cfg.to_dict(), sort_keys=False))

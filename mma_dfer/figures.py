@@ -20,7 +20,7 @@ OURS, PAPER = "#1f6fb4", "#d1495b"
 
 
 def _figure(width: float, height: float):
-    from matplotlib.figure import Figure
+    from matplotlib.figure import Figure  # lazy: matplotlib (heavy) only when a figure is drawn
 
     return Figure(figsize=(width, height), dpi=100, layout="constrained")
 
@@ -97,7 +97,7 @@ def curves_figure(steps: dict, epochs: dict, x_label: str = "epoch"):
 
 
 def _legend(fig) -> None:
-    from matplotlib.lines import Line2D
+    from matplotlib.lines import Line2D  # lazy: as in _figure
 
     handles = [Line2D([], [], ls="", marker="o", color=OURS, ms=4, label="ours, per fold"),
                Line2D([], [], color=OURS, lw=2.5, label="ours, mean"),
@@ -203,7 +203,7 @@ def _zoom(ax, values, axis="y") -> None:
 
 def rgb(fig) -> np.ndarray:
     """The figure as an (H, W, 3) uint8 array (TensorBoard images)."""
-    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.backends.backend_agg import FigureCanvasAgg  # lazy: as in _figure
 
     canvas = FigureCanvasAgg(fig)
     canvas.draw()
@@ -212,7 +212,7 @@ def rgb(fig) -> np.ndarray:
 
 def svg(fig) -> str:
     """The figure as an inline ``<svg>`` element: text kept as text, ids unique in the page."""
-    import matplotlib
+    import matplotlib  # lazy: as in _figure
 
     buf = io.StringIO()
     with matplotlib.rc_context({"svg.fonttype": "none", "svg.hashsalt": f"fig{next(_ids)}",

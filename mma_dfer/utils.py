@@ -4,8 +4,11 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import random
 import tempfile
 from pathlib import Path
+
+import numpy as np
 
 
 def sha256_file(path: str | os.PathLike) -> str:
@@ -62,17 +65,14 @@ def one_thread_per_process() -> None:
     """Pool initializer: each worker of a process pool computes with one thread. Torch would
     otherwise give each of N workers a thread per core, N x cores threads on the cores (the likely
     reason 8 cache writers beside a compile on a 16-core GPU machine took 30x their time alone)."""
-    import torch
+    import torch  # lazy: utils is imported by the torch-free modules (config, identity, aggregate)
 
     torch.set_num_threads(1)
 
 
 def seed_everything(seed: int) -> None:
     """Seed Python's, numpy's and torch's generators (CPU and every CUDA device)."""
-    import random
-
-    import numpy as np
-    import torch
+    import torch  # lazy: as in one_thread_per_process
 
     random.seed(seed)
     np.random.seed(seed)

@@ -104,7 +104,7 @@ def test_export_writes_the_model_and_its_sidecar(run_dir, demo_root, tmp_path, c
     import onnxruntime as ort
 
     from mma_dfer.data import audio as A
-    from mma_dfer.inference.evaluate_checkpoint import load_model
+    from mma_dfer.inference.restore import load_model
     from mma_dfer.runs.identity import fingerprint
 
     out = tmp_path / "m.onnx"

@@ -195,21 +195,122 @@ def test_a_built_wheel_runs_the_demo_and_training_from_any_folder(tmp_path):
     assert json.loads((elsewhere / "launched/result.json").read_text())["num_test_clips"] == 14
 
 
-def package_imports() -> dict:
-    """{package: packages it imports} inside mma_dfer (top-level modules count as packages)."""
-    pkg = ROOT / "mma_dfer"
-    graph: dict = {}
-    for path in pkg.rglob("*.py"):
-        parts = path.relative_to(pkg).with_suffix("").parts
-        source = parts[0]
-        for node in ast.walk(ast.parse(path.read_text())):
-            if isinstance(node, ast.ImportFrom) and node.module and node.module.startswith("mma_dfer"):
-                names = [f"mma_dfer.{a.name}" for a in node.names] if node.module == "mma_dfer" else [node.module]
-                for name in names:
-                    target = name.split(".")[1]
-                    if target != source and source not in ("__main__",):
-                        graph.setdefault(source, set()).add(target)
+PACKAGE = ROOT / "mma_dfer"
+
+
+def module_name(path) -> str:
+    """``mma_dfer/x/y.py`` -> ``mma_dfer.x.y``; a package's ``__init__.py`` is the package's own node."""
+    parts = path.relative_to(ROOT).with_suffix("").parts
+    return ".".join(parts[:-1] if parts[-1] == "__init__" else parts)
+
+
+MODULES = {module_name(path): path for path in PACKAGE.rglob("*.py")}
+
+
+def imported(node) -> list[str]:
+    """The mma_dfer modules an import statement names: ``from mma_dfer.x import y`` is the module
+    ``mma_dfer.x.y`` when y is one, else ``mma_dfer.x``; ``import mma_dfer.x.y`` the longest module."""
+    if isinstance(node, ast.Import):
+        names = [a.name for a in node.names]
+    elif isinstance(node, ast.ImportFrom) and node.level == 0 and node.module:
+        names = [f"{node.module}.{a.name}" if f"{node.module}.{a.name}" in MODULES else node.module for a in node.names]
+    else:
+        return []
+    out = []
+    for name in names:
+        while name and name not in MODULES:
+            name = name.rpartition(".")[0]
+        if name.startswith("mma_dfer.") or name == "mma_dfer":
+            out.append(name)
+    return out
+
+
+def file_imports() -> dict:
+    """{module: modules of mma_dfer it imports}, every import in the file (function-local ones too)."""
+    graph = {}
+    for name, path in MODULES.items():
+        graph[name] = {t for node in ast.walk(ast.parse(path.read_text())) for t in imported(node) if t != name}
     return graph
+
+
+def cycles(graph: dict) -> list[list[str]]:
+    """The groups of nodes of ``graph`` that import each other, directly or around a circle (its
+    strongly connected components of more than one node), each sorted; [] when there is none."""
+    index: dict = {}
+    low: dict = {}
+    stack: list = []
+    found = []
+
+    def visit(node):
+        index[node] = low[node] = len(index)
+        stack.append(node)
+        for nxt in sorted(graph.get(node, ())):
+            if nxt not in index:
+                visit(nxt)
+                low[node] = min(low[node], low[nxt])
+            elif nxt in stack:
+                low[node] = min(low[node], index[nxt])
+        if low[node] == index[node]:
+            group = stack[stack.index(node):]
+            del stack[stack.index(node):]
+            if len(group) > 1:
+                found.append(sorted(group))
+    for node in sorted(graph):
+        if node not in index:
+            visit(node)
+    return sorted(found)
+
+
+def package_of(module: str):
+    """The package a module belongs to (a top-level module is its own package; None for the root)."""
+    parts = module.split(".")
+    return parts[1] if len(parts) > 1 and parts[1] != "__main__" else None
+
+
+def package_imports() -> dict:
+    """{package: packages it imports} inside mma_dfer, read off the file graph."""
+    graph: dict = {}
+    for module, targets in file_imports().items():
+        source = package_of(module)
+        for target in map(package_of, targets):
+            if source and target and target != source:
+                graph.setdefault(source, set()).add(target)
+    return graph
+
+
+def test_no_import_cycle_between_files():
+    """Function-local imports included: an import hidden in a function is still an edge."""
+    found = cycles(file_imports())
+    assert not found, "modules that import each other:\n" + "\n".join(" <-> ".join(c) for c in found)
+
+
+def test_the_cycle_check_sees_a_function_local_import():
+    graph = {"a": {"b"}, "b": {"c"}, "c": {"a"}, "d": {"a"}}
+    assert cycles(graph) == [["a", "b", "c"]] and cycles({"a": {"b"}, "b": set()}) == []
+    node = ast.parse("def f():\n    from mma_dfer.inference import evaluate\n").body[0].body[0]
+    assert imported(node) == ["mma_dfer.inference.evaluate"]
+
+
+def local_imports(tree):
+    """The import statements inside a function (at any depth)."""
+    for fn in ast.walk(tree):
+        if isinstance(fn, (ast.FunctionDef, ast.AsyncFunctionDef)):
+            for stmt in fn.body:
+                yield from (n for n in ast.walk(stmt) if isinstance(n, (ast.Import, ast.ImportFrom)))
+
+
+def test_every_function_local_import_says_why():
+    """An import inside a function hides an edge of the graph; it is there only to keep --help and
+    the light commands free of torch or an optional package, and says so: ``# lazy: <reason>`` on
+    its line (or on the line above a multi-line import)."""
+    missing = []
+    for path in sorted(MODULES.values()):
+        lines = path.read_text().splitlines()
+        for node in set(local_imports(ast.parse("\n".join(lines)))):
+            above = lines[node.lineno - 2].strip() if node.end_lineno > node.lineno else ""
+            if "# lazy: " not in lines[node.lineno - 1] and not above.startswith("# lazy: "):
+                missing.append(f"{path.relative_to(ROOT)}:{node.lineno}")
+    assert not missing, "function-local imports without a '# lazy: <reason>' comment:\n" + "\n".join(sorted(missing))
 
 
 def test_architecture_lists_the_package_graph_and_it_has_no_cycle():
@@ -220,7 +321,65 @@ def test_architecture_lists_the_package_graph_and_it_has_no_cycle():
     graph = package_imports()
     assert graph == documented
     assert "training" not in graph["inference"]
+    assert not cycles(graph), cycles(graph)
 
-    def reaches(a, b, seen=frozenset()):
-        return any(n == b or (n not in seen and reaches(n, b, seen | {n})) for n in graph.get(a, ()))
-    assert not [(a, b) for a in graph for b in graph[a] if reaches(b, a)]
+
+def test_the_compat_package_keeps_the_old_import_names():
+    """``mma_dfer.engine`` is only the old names other tools import (issues 4 and 20)."""
+    from mma_dfer.engine.engine import make_optimizer
+    from mma_dfer.engine.metrics import uar_war
+    from mma_dfer.inference import metrics
+    from mma_dfer.training import engine
+
+    assert make_optimizer is engine.make_optimizer and uar_war is metrics.uar_war
+    assert uar_war([0, 1, 1, 2], [0, 1, 0, 2], 3) == pytest.approx((100 * (1 + 0.5 + 1) / 3, 75.0))
+
+
+def test_one_set_flag_for_every_command():
+    """``--set KEY=VALUE`` is defined once (config.add_set_flag): every command spells it the same."""
+    import mma_dfer.cli as cli
+
+    defining = sorted(str(p.relative_to(ROOT)) for p in [*MODULES.values(), *(ROOT / "bench").glob("*.py")]
+                      if re.search(r"add_argument\(\s*\"--set\"", p.read_text()))
+    assert defining == ["mma_dfer/config.py"]
+    commands = next(a for a in cli.parser()._actions if a.dest == "command").choices
+    flags = {name: next(a for a in sub._actions if "--set" in a.option_strings) for name, sub in commands.items()
+             if "--set" in options(sub)}
+    assert set(flags) == {"train", "evaluate", "submit", "verify", "demo", "params"}
+    assert {(a.dest, a.metavar, a.help, tuple(a.default)) for a in flags.values()} == \
+        {("overrides", "KEY=VALUE", flags["train"].help, ())}
+
+
+def test_one_precision_vocabulary():
+    """mma_dfer.precision names what a JSON trains in (the identity's field, result.json's key) and
+    what --precision evaluates in; torch-free, like the run identity that reads it."""
+    from mma_dfer.precision import precision_for, precision_of, torch_dtype
+    from mma_dfer.resources import ds_config_path
+
+    shipped = {name: precision_of(json.loads(ds_config_path(name).read_text()))
+               for name in ("cpu_fp32", "fp32", "cpu_bf16", "zero0_bf16", "zero2_fp16", "zero3_bf16")}
+    assert shipped == {"cpu_fp32": "float32", "fp32": "float32", "cpu_bf16": "autocast-bfloat16",
+                       "zero0_bf16": "autocast-bfloat16", "zero2_fp16": "autocast-float16",
+                       "zero3_bf16": "autocast-bfloat16"}
+    assert precision_of({"bf16": {"enabled": True}}) == "bfloat16"
+    assert precision_of({"torch_autocast": {"enabled": True, "dtype": "torch.float16"}}) == "autocast-float16"
+    assert [precision_for(c, t) for c, t in ((None, "bfloat16"), ("fp32", "bfloat16"), ("bf16", "float16"),
+                                            ("fp16", "float32"), ("bf16", "autocast-float16"))] == \
+        ["bfloat16", "float32", "bfloat16", "autocast-float16", "autocast-bfloat16"]
+    import torch
+
+    assert (torch_dtype("bf16"), torch_dtype("autocast-float16".removeprefix("autocast-"))) == \
+        (torch.bfloat16, torch.float16)
+
+
+def test_the_deepspeed_json_defaults_have_one_owner():
+    """ds_config.DEFAULTS fills what a JSON leaves out (the shipped ones hold only ZeRO and
+    precision); a user's JSON that turns the timer on keeps it on."""
+    from mma_dfer.resources import DS_CONFIGS
+    from mma_dfer.training.ds_config import DEFAULTS, with_defaults
+
+    assert not [p.name for p in DS_CONFIGS.glob("*.json") if set(json.loads(p.read_text())) & set(DEFAULTS)]
+    assert with_defaults({})["timers"] == {"throughput": {"enabled": False}}
+    on = with_defaults({"timers": {"throughput": {"enabled": True}}, "steps_per_print": 10})
+    assert on["timers"]["throughput"]["enabled"] is True and on["steps_per_print"] == 10
+    assert on["wall_clock_breakdown"] is False

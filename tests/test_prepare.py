@@ -106,7 +106,7 @@ def test_detection_batches_give_the_same_boxes(face_raw):
     here on the CPU; on a GPU the same code runs with device="cuda")."""
     import decord
 
-    from mma_dfer.data.prepare import DETECT_BATCH_CUDA, detect_boxes
+    from mma_dfer.data.faces import DETECT_BATCH_CUDA, detect_boxes
 
     raw, truth = face_raw
     frames = decord.VideoReader(str(raw / "data/clips/00002.mp4")).get_batch(list(range(FRAMES))).asnumpy()

@@ -13,13 +13,25 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import signal
 import sys
 import time
 from pathlib import Path
 from typing import Optional
 
-from mma_dfer.datasets import NAMES
+import submitit
+
+from mma_dfer.config import ConfigError, add_set_flag, load_config
+from mma_dfer.data.annotations import AnnotationError
+from mma_dfer.datasets import NAMES, num_folds
+from mma_dfer.experiments.results import AggregateError, read_result
+from mma_dfer.experiments.sweep import SweepError, expand, load_sweep, restrict, seed_folder, write_definition
+from mma_dfer.resources import paper_config
+from mma_dfer.runs.folder import claim
+from mma_dfer.runs.identity import IdentityError
+from mma_dfer.training import TrainingError
+from mma_dfer.training.signals import Preempted
 from mma_dfer.utils import atomic_write_json, parse_int_list
 
 MANIFEST = "submit_manifest.json"
@@ -31,8 +43,6 @@ def run_dir(runs_root: Path, dataset: str, resolution: int, fold: int) -> Path:
 
 def valid_result(path: Path) -> Optional[dict]:
     """The result of a finished run, or None when absent or unreadable."""
-    from mma_dfer.experiments.results import AggregateError, read_result
-
     try:
         return read_result(path) if path.is_file() else None
     except AggregateError:
@@ -54,13 +64,10 @@ class TrainJob:
         self.overrides, self.output_dir = list(overrides), output_dir
 
     def make_config(self):
-        from mma_dfer.config import load_config
-
         return load_config(self.config, [*self.overrides, f"output_dir={self.output_dir}"])
 
     def __call__(self) -> dict:
-        from mma_dfer.training.signals import Preempted
-        from mma_dfer.training.trainer import run
+        from mma_dfer.training.trainer import run  # lazy: submit --help and --status import no torch
 
         _export_distributed_env()
         cfg = self.make_config()
@@ -73,18 +80,12 @@ class TrainJob:
 
     def checkpoint(self, *args, **kwargs):
         """Requeue the same run; it resumes from its newest complete checkpoint."""
-        import submitit
-
         return submitit.helpers.DelayedSubmission(TrainJob(self.config, self.deepspeed_config, self.overrides,
                                                            self.output_dir))
 
 
 def _export_distributed_env() -> None:
     """Inside a submitit job: RANK/WORLD_SIZE/... from the job environment (multi-task jobs)."""
-    import os
-
-    import submitit
-
     try:
         env = submitit.JobEnvironment()
     except RuntimeError:
@@ -105,15 +106,11 @@ def share_compile_cache(runs_root: Path) -> str:
     says otherwise, the Triton kernels) at ``<runs root>/.compile-cache`` unless the user set
     one: the jobs inherit this environment (sbatch exports it; the local and debug executors run
     with it), so the first job of a geometry pays the compilation and the others load it."""
-    import os
-
     return os.environ.setdefault("TORCHINDUCTOR_CACHE_DIR", str(runs_root.resolve() / COMPILE_CACHE))
 # ------------------------------------------------------------------------------------------------------
 
 
 def make_executor(args, log_dir: Path):
-    import submitit
-
     ex = submitit.AutoExecutor(folder=str(log_dir / "%j"), cluster=args.cluster,
                                slurm_max_num_timeout=args.max_requeue)
     gpus = args.gpus_per_node
@@ -138,18 +135,12 @@ def make_executor(args, log_dir: Path):
 
 def protocol_folds(config: str, overrides: list[str]) -> list[int]:
     """The folds 1..K of the dataset the config and overrides describe (mma_dfer.datasets)."""
-    from mma_dfer.config import load_config
-    from mma_dfer.datasets import num_folds
-
     return list(range(1, num_folds(load_config(config, overrides).data) + 1))
 
 
 def _grid(args, runs_root: Path) -> list[tuple[dict, TrainJob]]:
     """The fold x resolution grid of one dataset (x ``--seeds``: each run once per seed, into
     ``fold<k>/seed<s>/``): (manifest fields, job) per run."""
-    from mma_dfer.experiments.sweep import seed_folder
-    from mma_dfer.resources import paper_config
-
     planned = []
     for res in parse_int_list(args.resolutions or "112,160,224"):
         config = args.config or paper_config(args.dataset, res)
@@ -169,8 +160,6 @@ def _sweep(args, runs_root: Path) -> list[tuple[dict, TrainJob]]:
     """Every run of a sweep file (variants x datasets x resolutions x folds); its definition is
     copied next to the runs for the report. ``--folds``/``--resolutions`` given on the command
     line replace the sweep's grid, ``--variants`` picks a subset."""
-    from mma_dfer.experiments.sweep import expand, load_sweep, restrict, write_definition
-
     sweep = load_sweep(args.sweep)
     variants = [v for v in (args.variants or "").split(",") if v]
     sweep = restrict(sweep, parse_int_list(args.folds) if args.folds else None,
@@ -199,20 +188,11 @@ def submit(args) -> int:
     runs_root.mkdir(parents=True, exist_ok=True)
     log_dir = runs_root / "submitit_logs"
     jobs, entries = [], []
-    if args.sweep:
-        from mma_dfer.experiments.sweep import SweepError
-
-        try:
-            planned = _sweep(args, runs_root)
-        except SweepError as e:
-            print(f"error: {e}", file=sys.stderr)
-            return 2
-    else:
-        try:
-            planned = _grid(args, runs_root)
-        except run_errors() as e:  # the dataset's folds could not be read off the config
-            print(f"error: {e}", file=sys.stderr)
-            return 2
+    try:  # a bad sweep file; without one, the dataset's folds could not be read off the config
+        planned = _sweep(args, runs_root) if args.sweep else _grid(args, runs_root)
+    except (SweepError,) if args.sweep else run_errors() as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
     todo, refused = [], 0
     world = max(args.gpus_per_node, 1) * args.nodes
     for meta, job in planned:
@@ -248,24 +228,26 @@ def submit(args) -> int:
     if refused:
         print(f"{refused} run(s) not submitted (above)", file=sys.stderr)
         return 2
-    if args.wait or ex.cluster == "debug":
-        failed = 0
-        for entry, job in zip(entries, jobs):
-            try:
-                r = job.results()[0]  # rank 0's; a job of several tasks (nodes) returns one per task
-                print(f"job {entry['job_id']} done: UAR {r['uar']:.2f} WAR {r['war']:.2f}")
-            except Exception as e:  # a job's failure is reported, the others still counted
-                failed += 1
-                print(f"job {entry['job_id']} FAILED: {str(e).splitlines()[-1] if str(e) else type(e).__name__}")
-        return 1 if failed else 0
-    return 0
+    return wait_for(entries, jobs) if args.wait or ex.cluster == "debug" else 0
+
+
+def wait_for(entries: list[dict], jobs: list) -> int:
+    """Wait for every job and print its result; 1 when any failed."""
+    failed = 0
+    for entry, job in zip(entries, jobs):
+        try:
+            r = job.results()[0]  # rank 0's; a job of several tasks (nodes) returns one per task
+            print(f"job {entry['job_id']} done: UAR {r['uar']:.2f} WAR {r['war']:.2f}")
+        except Exception as e:  # a job's failure is reported, the others still counted
+            failed += 1
+            print(f"job {entry['job_id']} FAILED: {str(e).splitlines()[-1] if str(e) else type(e).__name__}")
+    return 1 if failed else 0
 
 
 def finished(job: TrainJob, world: int) -> Optional[dict]:
     """The finished result of ``job``'s config in its run folder, or None when it is still to run;
     an :class:`~mma_dfer.runs.identity.IdentityError` when the folder holds another config's run."""
-    from mma_dfer.runs.folder import claim
-    from mma_dfer.training.trainer import planned_identity
+    from mma_dfer.training.trainer import planned_identity  # lazy: submit --help and --status import no torch
 
     identity, _ = planned_identity(job.make_config(), job.deepspeed_config, world)
     return claim(Path(job.output_dir), identity, "auto")
@@ -274,18 +256,12 @@ def finished(job: TrainJob, world: int) -> Optional[dict]:
 def run_errors() -> tuple:
     """The exceptions that are a problem of one run's config, data or folder (named in their
     message), not a bug."""
-    from mma_dfer.config import ConfigError
-    from mma_dfer.data.annotations import AnnotationError
-    from mma_dfer.training import TrainingError
-    from mma_dfer.runs.identity import IdentityError
-    from mma_dfer.models.checkpoints import CheckpointError
+    from mma_dfer.models.checkpoints import CheckpointError  # lazy: imports torch (submit --help imports none)
 
     return ConfigError, AnnotationError, TrainingError, IdentityError, CheckpointError
 
 
 def job_state(entry: dict) -> str:
-    import submitit
-
     if valid_result(Path(entry["output_dir"]) / "result.json") is not None:
         return "COMPLETED (result.json)"
     if entry["cluster"] == "slurm":
@@ -319,8 +295,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--deepspeed_config", "--deepspeed-config", dest="deepspeed_config",
                    default="zero0_bf16", help="a file or a shipped name (default zero0_bf16: one GPU per run needs "
                    "no ZeRO)")
-    p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
-                   help="override a config field in every job, e.g. --set data.root=/data/DFEW (repeatable)")
+    add_set_flag(p)
     p.add_argument("--runs-root", default="runs", help="where the run folders go (default runs)")
     p.add_argument("--cluster", choices=("slurm", "local", "debug"), default=None,
                    help="default: SLURM when available, else local")

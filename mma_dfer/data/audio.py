@@ -6,6 +6,8 @@ from pathlib import Path
 
 import numpy as np
 import torch
+import decord  # after torch: the order the modules were always loaded in
+from torchaudio.compliance import kaldi
 
 from mma_dfer.data.video import ClipError
 
@@ -24,8 +26,6 @@ def read_waveform(path: Path, sample_rate: int = 16000) -> np.ndarray:
 
     decord (ffmpeg's resampler) converts any rate and channel count: the authors' code read
     wavs at their native rate, which silently shifts every mel bin for non-16 kHz files."""
-    import decord
-
     if not path.is_file():
         raise ClipError(path, "audio/video file not found")
     try:
@@ -44,8 +44,6 @@ def read_waveform(path: Path, sample_rate: int = 16000) -> np.ndarray:
 def fbank(waveform: np.ndarray, sample_rate: int = 16000, mel_bins: int = 128) -> torch.Tensor:
     """(frames, mel_bins) Kaldi fbank as AudioMAE computes it: mean removed, Hanning window of
     25 ms, 10 ms shift, HTK-compatible, no energy term, no dither."""
-    from torchaudio.compliance import kaldi
-
     wav = torch.from_numpy(waveform).float()
     wav = wav - wav.mean()
     min_len = int(0.025 * sample_rate)

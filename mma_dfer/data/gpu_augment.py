@@ -12,6 +12,7 @@ batch on the device. With ``data.decode: device`` the batch arrives as JPEG byte
 from __future__ import annotations
 
 import torch
+from torchvision.ops import roi_align
 
 from mma_dfer.data.video import IMAGENET_MEAN, IMAGENET_STD
 
@@ -19,8 +20,6 @@ from mma_dfer.data.video import IMAGENET_MEAN, IMAGENET_STD
 def apply(video: torch.Tensor, params: torch.Tensor, size: int, normalize: str = "none") -> torch.Tensor:
     """video: (B, T, 3, H, W) uint8 on the device; params: (B, 6). Returns (B, T, 3, size, size)
     float in [0, 1] (or ImageNet-normalised)."""
-    from torchvision.ops import roi_align
-
     b, t = video.shape[:2]
     x = video.flatten(0, 1).float()
     p = params.to(x.device, torch.float32)

@@ -6,6 +6,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
+from PIL import Image
 
 from mma_dfer.config import load_config
 from mma_dfer.data import video as V
@@ -36,8 +37,6 @@ def frame_count(ds: ClipDataset) -> int:
 
 def write_png(path: Path, video: torch.Tensor, audio: torch.Tensor) -> None:
     """The frames in a row per clip and the fbank below them, as the model sees them."""
-    from PIL import Image
-
     video = video if video.dim() == 5 else video[None]
     audio = audio if audio.dim() == 4 else audio[None]
     rows = []

@@ -31,7 +31,13 @@ from pathlib import Path
 from typing import Optional
 
 import numpy as np
+import torch
+from PIL import Image
+from torchvision.io import ImageReadMode, decode_jpeg
 
+from mma_dfer.data import video as V
+from mma_dfer.data.cache import source_stamp
+from mma_dfer.data.dataset import absence_record, probe_fbank
 from mma_dfer.data.packed import FBANK_DTYPE, INDEX_NAME, PACK_FORMAT, TABLE_DTYPE, StoreError, read_index
 from mma_dfer.data.video import ClipError
 from mma_dfer.utils import atomic_write_bytes, atomic_write_json, sha256_file
@@ -53,8 +59,6 @@ class PackEntry:
 
 def encode_jpeg(frame: np.ndarray, quality: int) -> bytes:
     """PIL's encoder, as ``prepare`` writes its face crops."""
-    from PIL import Image
-
     buf = io.BytesIO()
     Image.fromarray(frame).save(buf, format="JPEG", quality=quality)
     return buf.getvalue()
@@ -79,13 +83,6 @@ def clip_entry(clip_id: str, frame_source: Path, audio_source: Path, settings: d
     ``size`` square (as the cache resizes) and encoded. One frame size a clip (else a
     :class:`ClipError` naming the frame). The fbank and the audio's absence as
     :func:`~mma_dfer.data.dataset.probe_fbank` finds them, with ``cfg``'s sample rate and bins."""
-    import torch
-    from torchvision.io import ImageReadMode, decode_jpeg
-
-    from mma_dfer.data import video as V
-    from mma_dfer.data.cache import source_stamp
-    from mma_dfer.data.dataset import absence_record, probe_fbank
-
     sources = source_stamp([frame_source, audio_source])
     quality = settings["jpeg_quality"]
     frames, size = [], None

@@ -36,6 +36,7 @@ from typing import Optional
 
 import numpy as np
 import torch
+from torchvision.io import ImageReadMode, decode_jpeg
 
 from mma_dfer.data.video import ClipError
 from mma_dfer.utils import sha256_file
@@ -209,8 +210,6 @@ class PackedClip:
 def decode(data: torch.Tensor, lengths: torch.Tensor, device, where, clip_id="") -> torch.Tensor:
     """(N, 3, H, W) uint8 on ``device`` from N concatenated JPEGs of one size (torchvision:
     libjpeg-turbo on the CPU, nvjpeg in one batched call on CUDA)."""
-    from torchvision.io import ImageReadMode, decode_jpeg
-
     parts = list(torch.split(data, lengths.flatten().tolist()))
     try:
         images = decode_jpeg(parts, mode=ImageReadMode.RGB, device=device)

@@ -41,13 +41,22 @@ from pathlib import Path
 from typing import Optional
 
 import numpy as np
+import torch
+from PIL import Image
+from tqdm import tqdm
 
 from mma_dfer import datasets
+from mma_dfer.config import DataConfig
+from mma_dfer.data import audio as A
+from mma_dfer.data import pack as P
+from mma_dfer.data import video as V
 from mma_dfer.data.annotations import LAYOUTS, make_sample, official_split_file, read_split
 from mma_dfer.datasets import layouts
-from mma_dfer.data.cache import source_stamp
-from mma_dfer.data.prepare_args import (DETECT_BATCH, DETECT_BATCH_CUDA, FACE_MARGIN, FACE_SIZE, FACE_SMOOTH,
-                                        JPEG_QUALITY, MTCNN_HINT, PACK_QUALITY, SAMPLE_RATE)
+from mma_dfer.data.cache import CACHE_MIN_SIZE, source_stamp
+from mma_dfer.data.dataset import ClipDataset
+from mma_dfer.data.faces import detect_boxes, face_squares, square_crop
+from mma_dfer.data.pack import clip_entry
+from mma_dfer.data.prepare_args import FACE_MARGIN, FACE_SIZE, FACE_SMOOTH, JPEG_QUALITY, PACK_QUALITY, SAMPLE_RATE
 from mma_dfer.data.video import ClipError
 from mma_dfer.utils import atomic_write_bytes, atomic_write_json, atomic_write_text, one_thread_per_process
 
@@ -108,88 +117,6 @@ def check_wav(path: Path, expected_seconds: float) -> str:
 
 # -- faces ---------------------------------------------------------------------------------
 
-_DETECTORS: dict = {}
-
-
-def detector(device: str = "cpu"):
-    """MTCNN from facenet-pytorch (its P/R/O-Net weights ship in its wheel), one per process and device."""
-    if device not in _DETECTORS:
-        try:
-            from facenet_pytorch import MTCNN
-        except ImportError as e:
-            raise RuntimeError(f"--faces mtcnn needs facenet-pytorch: {MTCNN_HINT} ({e})") from None
-        _DETECTORS[device] = MTCNN(keep_all=True, device=device, post_process=False)
-    return _DETECTORS[device]
-
-
-def detect_boxes(frames: np.ndarray, batch: Optional[int] = None, device: str = "cpu") -> list[Optional[np.ndarray]]:
-    """The most confident face box (x1, y1, x2, y2) per frame, or None. Frames go to MTCNN
-    ``batch`` at a time (default ``DETECT_BATCH`` on the CPU, ``DETECT_BATCH_CUDA`` on a GPU), as
-    one (N, H, W, 3) array that facenet-pytorch moves to ``device`` and runs as one batch."""
-    batch = batch or (DETECT_BATCH if device == "cpu" else DETECT_BATCH_CUDA)
-    out = []
-    for i in range(0, len(frames), batch):
-        boxes, probs = detector(device).detect(np.ascontiguousarray(frames[i:i + batch]))
-        for b, p in zip(boxes, probs):
-            out.append(None if b is None else np.asarray(b[int(np.argmax(p))], dtype=np.float64))
-    return out
-
-
-def fill_and_smooth(boxes: list[Optional[np.ndarray]], window: int) -> Optional[np.ndarray]:
-    """(T, 4) boxes: gaps take the nearest detected frame's box, then a centred moving average
-    of centre and size over ``window`` frames. None when no frame has a face."""
-    found = [i for i, b in enumerate(boxes) if b is not None]
-    if not found:
-        return None
-    filled = np.stack([boxes[min(found, key=lambda j: (abs(j - i), j))] for i in range(len(boxes))])
-    cs = np.stack([(filled[:, 0] + filled[:, 2]) / 2, (filled[:, 1] + filled[:, 3]) / 2,
-                   filled[:, 2] - filled[:, 0], filled[:, 3] - filled[:, 1]], axis=1)
-    half = window // 2
-    padded = np.pad(cs, ((half, half), (0, 0)), mode="edge")
-    kernel = np.ones(window) / window
-    smooth = np.stack([np.convolve(padded[:, k], kernel, mode="valid") for k in range(4)], axis=1)
-    return smooth  # (T, 4): cx, cy, w, h
-
-
-def square_crop(frame: np.ndarray, cx: float, cy: float, side: float, size: int) -> np.ndarray:
-    """A side x side square around (cx, cy), zero-padded outside the frame, resized to size."""
-    from PIL import Image
-
-    h, w = frame.shape[:2]
-    s = max(int(round(side)), 2)
-    x0, y0 = int(round(cx - s / 2)), int(round(cy - s / 2))
-    canvas = np.zeros((s, s, 3), dtype=frame.dtype)
-    sx0, sy0, sx1, sy1 = max(x0, 0), max(y0, 0), min(x0 + s, w), min(y0 + s, h)
-    if sx1 > sx0 and sy1 > sy0:
-        canvas[sy0 - y0:sy1 - y0, sx0 - x0:sx1 - x0] = frame[sy0:sy1, sx0:sx1]
-    return np.asarray(Image.fromarray(canvas).resize((size, size), Image.BILINEAR))
-
-
-def face_squares(boxes: list[Optional[np.ndarray]], height: int, width: int, margin: float = FACE_MARGIN,
-                 smooth: int = FACE_SMOOTH) -> list[list[float]]:
-    """Per-frame crop squares [cx, cy, side] from per-frame detections (None: no face): the
-    smoothed track, made square with ``margin``; with no face in any frame, the centred square
-    of the picture (the stated fallback)."""
-    track = fill_and_smooth(boxes, smooth)
-    if track is None:
-        side = min(height, width) / margin
-        track = np.tile([width / 2, height / 2, side, side], (len(boxes), 1))
-    return [[float(cx), float(cy), float(max(bw, bh) * margin)] for cx, cy, bw, bh in track]
-
-
-def as_stored(crop: np.ndarray) -> np.ndarray:
-    """A crop as training reads it back from its frame file (JPEG, quality ``JPEG_QUALITY``),
-    so that ``predict`` feeds a model the pixels it was trained on."""
-    import io
-
-    from PIL import Image
-
-    buf = io.BytesIO()
-    Image.fromarray(crop).save(buf, format="JPEG", quality=JPEG_QUALITY)
-    with Image.open(buf) as img:
-        return np.asarray(img.convert("RGB"))
-
-
 def crop_faces(frames: np.ndarray, job: ClipJob) -> tuple[np.ndarray, int, bool, list]:
     """(crops, frames with a detection, no face at all, per-frame squares [cx, cy, side])."""
     boxes = detect_boxes(frames, device=job.device)
@@ -201,8 +128,6 @@ def crop_faces(frames: np.ndarray, job: ClipJob) -> tuple[np.ndarray, int, bool,
 
 def write_frames(folder: Path, crops: np.ndarray) -> None:
     """Numbered JPEGs (00000.jpg, ...) written to a temporary folder, then renamed into place."""
-    from PIL import Image
-
     tmp = folder.with_name(f".{folder.name}.tmp")
     shutil.rmtree(tmp, ignore_errors=True)
     tmp.mkdir(parents=True)
@@ -215,11 +140,6 @@ def write_frames(folder: Path, crops: np.ndarray) -> None:
 # -- one clip ------------------------------------------------------------------------------
 
 def process_clip(job: ClipJob) -> ClipReport:
-    import torch
-
-    from mma_dfer.data import audio as A
-    from mma_dfer.data import video as V
-
     torch.set_num_threads(1)
     video, marker = Path(job.video), Path(job.marker)
     wav = Path(job.wav) if job.wav else None
@@ -272,8 +192,6 @@ def _all_samples(dataset: str, raw: Path) -> tuple[list, list[Path]]:
     a dataset with generated folds (CREMA-D, RAVDESS) every clip its layout holds (every vocal
     channel of RAVDESS; a file name that does not parse is an error naming it) and the folds
     already generated under ``raw/splits``."""
-    from mma_dfer.config import DataConfig
-
     info = datasets.get(dataset)
     if info.splits == "generated":
         vocal = "both" if dataset == "ravdess" else "speech"
@@ -375,8 +293,6 @@ def _map(fn, jobs: list, workers: int, progress: bool, desc: str, ordered: bool 
     or as finished, with a progress bar."""
     bar = None
     if progress:
-        from tqdm import tqdm
-
         bar = tqdm(total=len(jobs), desc=desc, dynamic_ncols=True)
     try:
         if workers > 1 and len(jobs) > 1:
@@ -434,8 +350,6 @@ def merge_pieces(out: str | Path, n: int) -> dict:
     if all("cached" in p for p in pieces):
         extra["cached"] = sum(p["cached"] for p in pieces)
     if all("packed" in p for p in pieces):
-        from mma_dfer.data import pack as P
-
         P.merge(out / "packed", [out / "packed/parts" / piece_name((i, n)) for i in range(n)])
         extra["packed"] = sum(p["packed"] for p in pieces)
         extra["pack_reused"] = sum(p["pack_reused"] for p in pieces)
@@ -451,10 +365,6 @@ def pack_clips(dataset: str, out: Path, samples, faces: str, workers: int, opts:
     :mod:`mma_dfer.data.pack`): clips packed before from the same sources are kept, the others
     made in ``workers`` processes and appended in clip order (the same shards whatever the
     workers). Returns ``packed`` (how many of ``samples`` the index holds) and ``pack_failed``."""
-    from mma_dfer.config import DataConfig
-    from mma_dfer.data import pack as P
-    from mma_dfer.data.cache import CACHE_MIN_SIZE, source_stamp
-
     source = training_source(dataset, faces)
     settings = P.pack_settings(dataset, "files" if source == "frames" else "video", opts.quality, CACHE_MIN_SIZE,
                                opts.sample_rate, opts.mel_bins)
@@ -483,8 +393,6 @@ def pack_clips(dataset: str, out: Path, samples, faces: str, workers: int, opts:
 
 def _pack_one(job: tuple):
     """A :class:`~mma_dfer.data.pack.PackEntry`, or (clip id, why it cannot be packed)."""
-    from mma_dfer.data.pack import clip_entry
-
     clip_id, frames, audio, settings, cfg = job
     try:
         return clip_entry(clip_id, Path(frames), Path(audio), settings, cfg)
@@ -501,9 +409,6 @@ def fill_cache(dataset: str, out: Path, samples, faces: str, workers: int = 1) -
     It goes through the training loader's own code (``ClipDataset.from_cache``), so its entries
     have the keys a training run with the default audio settings looks for; a clip without audio
     is recorded as such (not as silence), and a run with ``data.audio_policy: error`` fails on it."""
-    from mma_dfer.config import DataConfig
-    from mma_dfer.data.dataset import ClipDataset
-
     cfg = DataConfig(dataset=dataset, root=str(out), source=training_source(dataset, faces),
                      cache_dir=str(out / "cache"), audio_policy="silence")
     ds = ClipDataset([make_sample(dataset, out, s.clip_id, s.label) for s in samples], cfg, train=False)

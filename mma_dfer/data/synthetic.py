@@ -28,11 +28,15 @@ from __future__ import annotations
 
 import argparse
 import math
+import multiprocessing
+import sys
+import wave
 from fractions import Fraction
 from functools import partial
 from pathlib import Path
 
 import numpy as np
+from PIL import Image
 
 from mma_dfer.datasets import get as dataset_info
 from mma_dfer.datasets.layouts import CREMAD_EMOTIONS
@@ -82,7 +86,7 @@ def render_audio(label: int, num_classes: int, seconds: float, rng: np.random.Ge
 
 def write_mp4(path: Path, frames: np.ndarray, audio=None, fps: int = FPS, audio_rate: int = AUDIO_RATE) -> Path:
     """Encode frames as H.264 (yuv420p) and, if given, ``audio`` (channels, samples) as AAC."""
-    import av
+    import av  # lazy: mma-dfer --help imports this module for make-data's flags; PyAV loads FFmpeg
 
     path.parent.mkdir(parents=True, exist_ok=True)
     with av.open(str(path), "w") as out:
@@ -115,8 +119,6 @@ def write_mp4(path: Path, frames: np.ndarray, audio=None, fps: int = FPS, audio_
 
 
 def _write_frames(folder: Path, frames: np.ndarray, names) -> None:
-    from PIL import Image
-
     folder.mkdir(parents=True, exist_ok=True)
     for img, name in zip(frames, names):
         Image.fromarray(img).save(folder / name)
@@ -159,8 +161,6 @@ def layout_name(dataset: str, label: int, k: int) -> str:
 
 def _write_layout_clip(root: Path, dataset: str, size: int, frame_range: tuple[int, int], job: tuple) -> None:
     """Render and write one CREMA-D or RAVDESS clip (video, face frames, and CREMA-D's wav)."""
-    import wave
-
     name, label, seed = job
     num_classes = len(dataset_info(dataset).classes)
     rng = np.random.default_rng(seed)
@@ -184,8 +184,6 @@ def _write_all(write, jobs: list, workers: int) -> None:
     """``write`` each job, in ``workers`` forked processes when more than one (each clip has its
     own seed, so the files are the same either way)."""
     if workers > 1:
-        import multiprocessing
-
         with multiprocessing.get_context("fork").Pool(workers) as pool:
             pool.map(write, jobs, chunksize=max(1, len(jobs) // (4 * workers)))
     else:
@@ -263,8 +261,6 @@ def run(args) -> int:
     root = make_dataset(args.dataset, args.out, args.clips_per_class, args.seed, args.size, workers=args.workers)
     empty = empty_test_folds(args.clips_per_class, info.folds) if info.splits == "official" else []
     if empty:
-        import sys
-
         print(f"warning: --clips-per-class {args.clips_per_class}: the test sets of fold(s) "
               f"{', '.join(map(str, empty))} are empty (clip k of each class is in fold k % {info.folds} + 1's test "
               f"set); use --clips-per-class {info.folds} or more to train and test on every fold", file=sys.stderr)

@@ -10,6 +10,8 @@ from __future__ import annotations
 
 from collections import Counter
 
+from tqdm import tqdm
+
 from mma_dfer.config import load_config
 from mma_dfer.data import audio as A
 from mma_dfer.data import video as V
@@ -89,8 +91,6 @@ def verify(config: str | None, overrides: list[str], folds: list[int], progress:
                 continue
             it = samples
             if progress:
-                from tqdm import tqdm
-
                 it = tqdm(samples, desc=f"fold {fold} {split}", leave=False)
             for s in it:
                 if s.clip_id not in checked:

@@ -9,6 +9,8 @@ from pathlib import Path
 import numpy as np
 import torch
 import torch.nn.functional as F
+import decord  # after torch: the order the modules were always loaded in
+from PIL import Image
 
 IMAGE_EXTS = {".jpg", ".jpeg", ".png", ".bmp"}
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
@@ -71,8 +73,6 @@ def list_frames(folder: Path) -> list[Path]:
 
 def read_frame_files(paths: list[Path]) -> np.ndarray:
     """(T, H, W, 3) uint8; frames of another size than the first are resized to it."""
-    from PIL import Image
-
     out = []
     for p in paths:
         try:
@@ -89,16 +89,12 @@ def read_frame_files(paths: list[Path]) -> np.ndarray:
 def decoder_reason(e: BaseException) -> str:
     """The first line of a decoder's exception without decord's C++ log prefix
     (``[12:00:00] /github/workspace/src/video/video_reader.cc:699: ``), at most 120 characters."""
-    import re
-
     line = str(e).splitlines()[0] if str(e) else type(e).__name__
     return re.sub(r"^\[[\d:]+\] \S+:\d+: ", "", line)[:120]
 
 
 def open_video(path: Path):
     """A decord ``VideoReader``; a missing, corrupt or empty file raises :class:`ClipError`."""
-    import decord
-
     if not path.is_file():
         raise ClipError(path, "video file not found")
     try:

@@ -18,9 +18,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Optional
 
-
-class DatasetError(ValueError):
-    """A dataset's file, row or setting is invalid; the message names the file and the field."""
+from mma_dfer.datasets.errors import DatasetError
+from mma_dfer.datasets.manifest import read_manifest
 
 
 @dataclass(frozen=True)
@@ -85,8 +84,6 @@ def class_names(data) -> list[str]:
         return list(info.classes)
     if data.class_names:
         return list(data.class_names)
-    from mma_dfer.datasets.manifest import read_manifest
-
     return read_manifest(data.manifest).label_names()
 
 
@@ -98,8 +95,6 @@ def num_folds(data) -> int:
     if info.splits == "official":
         return info.folds
     if info.splits == "manifest":
-        from mma_dfer.datasets.manifest import read_manifest
-
         given = read_manifest(data.manifest).given_folds()
         if given is not None:
             return given

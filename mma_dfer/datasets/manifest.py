@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Optional
 
-from mma_dfer.datasets import DatasetError
+from mma_dfer.datasets.errors import DatasetError
 
 REQUIRED = ("path", "label")
 OPTIONAL = ("fold", "split", "group")

@@ -1,2 +1,2 @@
-"""The engine's old import path, kept for tools that import it: the code lives in
-:mod:`mma_dfer.training` (and :mod:`mma_dfer.inference`)."""
+"""Compat only (not the DeepSpeed engine): the old names ``mma_dfer.engine.engine.make_optimizer`` and
+``mma_dfer.engine.metrics.uar_war`` that other tools import, re-exported; new code imports training/inference."""

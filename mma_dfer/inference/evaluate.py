@@ -9,6 +9,7 @@ import torch
 import torch.distributed as dist
 import torch.nn.functional as F
 from torch.utils.data import DataLoader, Subset
+from tqdm import tqdm
 
 from mma_dfer.data.dataset import ClipDataset, collate, placeholder_inputs
 from mma_dfer.inference.metrics import confusion_matrix, merge_shards, uar_war
@@ -40,8 +41,6 @@ def predict(forward: Callable, dataset: ClipDataset, indices: list[int], batch_s
                         collate_fn=collate, generator=torch.Generator().manual_seed(0))
     out_idx, out_prob, skipped = [], [], []
     if progress:
-        from tqdm import tqdm
-
         loader = tqdm(loader, desc=f"eval ({dataset.clips}-clip)", leave=False)
     for batch in loader:
         skipped += batch["skipped"]  # (dataset index, reason)

@@ -16,19 +16,20 @@ import argparse
 import copy
 import logging
 import sys
-from dataclasses import dataclass
 from pathlib import Path
-from typing import Optional
+
+from mma_dfer.config import ConfigError, add_set_flag, load_config
+from mma_dfer.data.annotations import AnnotationError, read_split
+from mma_dfer.inference.records import probability_record
+from mma_dfer.precision import PRECISION_CHOICES, precision_for
+from mma_dfer.runs import checkpoints, preflight
+from mma_dfer.runs.identity import SHAPE_FIELDS, IdentityError, differences, file_sha256, fingerprint, run_identity
+from mma_dfer.utils import atomic_write_json
 
 DEFAULT_ROOT = "runs-eval"
-# The data fields that shape the model (the input geometry): like the model's own fields, an
-# evaluation must have the checkpoint's. Its other data fields, clips and precision are its own.
-SHAPE_FIELDS = ("data.resolution", "data.num_frames", "data.audio_frames", "data.mel_bins")
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
-    from mma_dfer.inference.precision import PRECISION_CHOICES
-
     p.add_argument("--config", help="experiment YAML: which dataset, fold and data.root (default for a run's "
                    "checkpoint: the run's own config.yaml; needed for an authors' file)")
     p.add_argument("--checkpoint", required=True,
@@ -40,8 +41,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    "another checkpoint's result there is never overwritten)")
     p.add_argument("--batch-size", type=int, default=None, help="clips per forward pass (default: eval.batch_size)")
     p.add_argument("--predictions", help="also write every test clip's class probabilities to this JSON file")
-    p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
-                   help="override a field of the config, e.g. --set data.root=/data/DFEW (repeatable)")
+    add_set_flag(p)
 
 
 def parser() -> argparse.ArgumentParser:
@@ -50,78 +50,10 @@ def parser() -> argparse.ArgumentParser:
     return p
 
 
-@dataclass
-class Loaded:
-    """A checkpoint made ready for evaluation."""
-
-    model: object
-    cfg: object
-    epoch: int
-    kind: str  # "mma-dfer" or "authors"
-    precision: str  # the precision it was trained in (result.json's names)
-    identity: Optional[dict]  # the training run's identity (None for an authors' file)
-
-
-def load_model(path: Path, cfg=None) -> Loaded:
-    """Either kind of checkpoint. Without ``cfg``: a run's own ``config.yaml``, or for an
-    authors' file its dataset's defaults (the dataset read off its class count). The config is
-    adapted to an authors' model (its resolution and frame counts come from the checkpoint; its
-    MAFW classes are mapped to this project's order)."""
-    from mma_dfer.config import ConfigError, load_config
-    from mma_dfer.runs import checkpoints
-    from mma_dfer.inference.restore import load_trained_model
-    from mma_dfer.models import from_authors_checkpoint
-    from mma_dfer.models.checkpoints import CheckpointError
-
-    if path.is_file():
-        model = from_authors_checkpoint(path, label_order="canonical")
-        if cfg is None:
-            from mma_dfer.datasets import REGISTRY, paper_dataset
-
-            dataset = paper_dataset(model.num_classes)
-            if dataset is None:
-                known = ", ".join(f"{d.title} ({len(d.classes)})" for d in REGISTRY.values() if d.paper)
-                raise ConfigError(f"{path} has {model.num_classes} classes: none of the paper's datasets ({known}); "
-                                  "pass --config")
-            cfg = load_config(None, [f"data.dataset={dataset}", f"data.resolution={model.image_size}"])
-        if model.num_classes != cfg.model.num_classes:
-            raise ConfigError(f"{path} has {model.num_classes} classes but data.dataset={cfg.data.dataset} has "
-                              f"{cfg.model.num_classes}")
-        if cfg.data.resolution != model.image_size:
-            logging.warning("using the checkpoint's resolution %d (config: %d)", model.image_size, cfg.data.resolution)
-        cfg.data.resolution, cfg.data.num_frames = model.image_size, model.num_frames
-        cfg.data.audio_frames = model.audio_frames
-        return Loaded(model, cfg, model.checkpoint_epoch, "authors", "float32", None)
-    try:
-        tag_dir = checkpoints.resolve(path)
-    except FileNotFoundError as e:
-        raise CheckpointError(str(e)) from None
-    marker = checkpoints.marker(tag_dir)
-    identity = marker.get("identity")
-    if cfg is not None:
-        check_model_fields(identity, cfg, tag_dir)
-    model, cfg = load_trained_model(tag_dir, cfg)
-    precision = identity["deepspeed.precision"] if isinstance(identity, dict) else "float32"
-    return Loaded(model, cfg, marker["epoch"], "mma-dfer", precision, identity)
-
-
-def check_model_fields(identity: Optional[dict], cfg, where: Path) -> None:
-    """``cfg`` must build the checkpoint's model: its model fields and input geometry (an
-    IdentityError names each field that differs)."""
-    from mma_dfer.runs.identity import check_same, run_identity
-
-    now = run_identity(cfg, {}, [], [])
-    shaping = [k for k in now if k.startswith("model.") or k in SHAPE_FIELDS]
-    check_same(identity and {k: identity.get(k) for k in shaping}, {k: now[k] for k in shaping}, str(where),
-               "the checkpoint", "Evaluate a run with its own config: no --config, or --config <run>/config.yaml.")
-
-
-def evaluation_identity(loaded: Loaded, cfg, precision: str, clips: list[int], test: list, checkpoint: Path):
+def evaluation_identity(loaded, cfg, precision: str, clips: list[int], test: list, checkpoint: Path):
     """(identity, fingerprint) of this evaluation. For a run's checkpoint (whose model ``cfg``
-    builds: :func:`check_model_fields`): the run's identity with the evaluation's data fields,
+    builds: :func:`~mma_dfer.inference.restore.check_model_fields`): the run's identity with the evaluation's data fields,
     clips and precision; the fields where the evaluation differs from the run are logged."""
-    from mma_dfer.runs.identity import differences, file_sha256, fingerprint, run_identity
-
     cfg = copy.deepcopy(cfg)
     cfg.eval.clips = tuple(clips)
     # no DeepSpeed JSON: the precision is the evaluation's own, the training list the checkpoint's
@@ -140,8 +72,6 @@ def evaluation_identity(loaded: Loaded, cfg, precision: str, clips: list[int], t
 def prediction_records(samples, evals: dict, class_names: list[str]) -> list[dict]:
     """Per test clip and clip count, its class probabilities (``--predictions``): the same
     record as ``predict`` writes for a video, plus the clip's id, label and clip count."""
-    from mma_dfer.inference.predict import probability_record
-
     out = []
     for clips, ev in sorted(evals.items()):
         for i, probs in zip(ev["indices"], ev["probs"]):
@@ -153,9 +83,6 @@ def prediction_records(samples, evals: dict, class_names: list[str]) -> list[dic
 
 def config_for(args):
     """The evaluation's config: ``--config``, else the run's own ``config.yaml`` (with ``--set``)."""
-    from mma_dfer.config import ConfigError, load_config
-    from mma_dfer.runs import checkpoints
-
     if args.config:
         return load_config(args.config, args.overrides)
     path = Path(args.checkpoint)
@@ -169,10 +96,6 @@ def config_for(args):
 
 
 def run(args) -> int:
-    from mma_dfer.config import ConfigError
-    from mma_dfer.data.annotations import AnnotationError
-    from mma_dfer.runs import preflight
-
     # what needs only the config and the file system, before torch is imported
     try:
         cfg = config_for(args)
@@ -187,20 +110,16 @@ def run(args) -> int:
 
 
 def evaluate_and_write(args) -> int:
-    import torch
+    """Load, evaluate and write result.json (torch from here on: :func:`run` checked the rest)."""
+    import torch  # lazy: evaluate --help and run()'s checks import no torch
 
-    from mma_dfer.config import ConfigError
-    from mma_dfer.data.annotations import AnnotationError, read_split
-    from mma_dfer.data.dataset import ClipDataset
-    from mma_dfer.data.video import ClipError
-    from mma_dfer.inference.precision import apply_precision, precision_for
-    from mma_dfer.inference.evaluate import evaluate
-    from mma_dfer.runs.results import make_result
-    from mma_dfer.runs.identity import IdentityError
-    from mma_dfer.runs.identity import fingerprint as _fingerprint
-    from mma_dfer.models.checkpoints import CheckpointError
-    from mma_dfer.runs import preflight
-    from mma_dfer.utils import atomic_write_json
+    from mma_dfer.data.dataset import ClipDataset  # lazy: as torch above
+    from mma_dfer.data.video import ClipError  # lazy: as torch above
+    from mma_dfer.inference.evaluate import evaluate  # lazy: as torch above
+    from mma_dfer.inference.precision import apply_precision  # lazy: as torch above
+    from mma_dfer.inference.restore import load_model  # lazy: as torch above
+    from mma_dfer.models.checkpoints import CheckpointError  # lazy: as torch above
+    from mma_dfer.runs.results import make_result  # lazy: as torch above
 
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(message)s")
     try:
@@ -214,7 +133,7 @@ def evaluate_and_write(args) -> int:
             raise ConfigError("evaluation in float16 needs a GPU: pass --precision fp32 or bf16 on the CPU")
         test = read_split(cfg.data, "test")
         clips = list(range(1, args.clips + 1))
-        identity, fingerprint = evaluation_identity(loaded, cfg, precision, clips, test, Path(args.checkpoint))
+        identity, stamp = evaluation_identity(loaded, cfg, precision, clips, test, Path(args.checkpoint))
         model = loaded.model
         dtype = apply_precision(model, precision)
         model.to(device)
@@ -227,9 +146,9 @@ def evaluate_and_write(args) -> int:
     except (ConfigError, CheckpointError, AnnotationError, ClipError, IdentityError, preflight.PreflightError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
-    trained = loaded.identity and _fingerprint(loaded.identity)
+    trained = loaded.identity and fingerprint(loaded.identity)
     result = make_result(cfg, evals, loaded.epoch, checkpoint=str(args.checkpoint), checkpoint_kind=loaded.kind,
-                         checkpoint_fingerprint=trained, precision=precision, config_fingerprint=fingerprint,
+                         checkpoint_fingerprint=trained, precision=precision, config_fingerprint=stamp,
                          run_identity=identity)
     atomic_write_json(out / "result.json", result)
     if args.predictions:
@@ -237,7 +156,7 @@ def evaluate_and_write(args) -> int:
     two = f"; 2-clip UAR {result['uar_2clip']:.2f} WAR {result['war_2clip']:.2f}" if result["uar_2clip"] is not None else ""
     print(f"{cfg.data.dataset} fold {cfg.data.fold} res {cfg.data.resolution}: UAR {result['uar']:.2f} "
           f"WAR {result['war']:.2f}{two} ({result['num_test_clips']} clips, {precision}, "
-          f"run fingerprint {fingerprint}); "
+          f"run fingerprint {stamp}); "
           f"wrote {out / 'result.json'}")
     return 0
 

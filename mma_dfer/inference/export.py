@@ -16,6 +16,7 @@ must equal the eager model's within :data:`TOLERANCE` at batch 1 and 3, or it is
 """
 from __future__ import annotations
 
+import importlib.metadata as md
 import io
 import platform
 import sys
@@ -23,6 +24,13 @@ from pathlib import Path
 from typing import Callable, Optional
 
 import torch
+
+from mma_dfer.data import audio as A
+from mma_dfer.data.video import IMAGENET_MEAN, IMAGENET_STD
+from mma_dfer.datasets import class_names
+from mma_dfer.inference.restore import load_model
+from mma_dfer.runs.identity import fingerprint
+from mma_dfer.utils import atomic_write_bytes, atomic_write_json, sha256_file
 
 FORMATS = ("onnx", "pt2")
 TOLERANCE = 1e-4  # largest |exported - eager| logit allowed (fp32)
@@ -80,7 +88,7 @@ def pt2_bytes(program: torch.export.ExportedProgram) -> bytes:
 def onnx_session(model_bytes: bytes, threads: Optional[int] = None):
     """An ONNX Runtime CPU session of a serialised model (``threads``: intra-op threads,
     default torch's thread count, so that runtimes are compared on the same cores)."""
-    import onnxruntime as ort
+    import onnxruntime as ort  # lazy: the deploy extra's (an optional package; pt2 needs none)
 
     options = ort.SessionOptions()
     options.intra_op_num_threads = threads or torch.get_num_threads()
@@ -136,8 +144,6 @@ def export_bytes(model: torch.nn.Module, cfg, fmt: str, batches=CHECK_BATCHES) -
 
 
 def versions() -> dict:
-    import importlib.metadata as md
-
     out = {"python": platform.python_version(), "torch": torch.__version__}
     for dist in ("mma-dfer", "onnx", "onnxscript", "onnxruntime"):
         try:
@@ -149,11 +155,6 @@ def versions() -> dict:
 
 def sidecar(loaded, class_names: list[str], fmt: str, model_file: Path, difference: float, source: Path) -> dict:
     """What a consumer of the exported file needs to feed it and read its output."""
-    from mma_dfer.data import audio as A
-    from mma_dfer.data.video import IMAGENET_MEAN, IMAGENET_STD
-    from mma_dfer.runs.identity import fingerprint
-    from mma_dfer.utils import sha256_file
-
     d = loaded.cfg.data
     mean_std = {"mean": list(IMAGENET_MEAN), "std": list(IMAGENET_STD)} if d.normalize == "imagenet" else None
     return {
@@ -202,10 +203,6 @@ def default_out(checkpoint: Path, kind: str, fmt: str, resolution: int) -> Path:
 def export(checkpoint: Path, fmt: str, resolution: Optional[int] = None, out: Optional[Path] = None) -> tuple[Path, Path, float]:
     """Export a run folder, checkpoint tag folder or authors' ``.pth``; returns (model file,
     sidecar, largest logit difference from eager)."""
-    from mma_dfer.inference.evaluate_checkpoint import load_model
-    from mma_dfer.datasets import class_names
-    from mma_dfer.utils import atomic_write_bytes, atomic_write_json
-
     loaded = load_model(checkpoint)
     trained = loaded.cfg.data.resolution
     if resolution is not None and resolution != trained:
@@ -226,8 +223,8 @@ def export(checkpoint: Path, fmt: str, resolution: Optional[int] = None, out: Op
 def run(args) -> int:
     if args.format == "onnx":
         try:
-            import onnxruntime  # noqa: F401
-            import onnxscript  # noqa: F401
+            import onnxruntime  # noqa: F401  # lazy: the deploy extra's, checked before the long export
+            import onnxscript  # noqa: F401  # lazy: the deploy extra's, checked before the long export
         except ImportError as e:
             print(f"error: --format onnx needs the deploy extra ({e.name} is missing): pip install 'mma-dfer[deploy]'",
                   file=sys.stderr)

@@ -1,8 +1,8 @@
 """``predict``: a trained MMA-DFER on new videos, from the raw file to class probabilities.
 
 Each video goes through the test-time pipeline of evaluation (``evaluation_inputs``): faces
-found and cropped by ``prepare``'s own code (MTCNN on every frame, the smoothed track, the
-square crop stored as JPEG and read back, as the training frames were), the audio track as a
+found and cropped by ``prepare``'s own code (:mod:`mma_dfer.data.faces`: MTCNN on every frame, the smoothed
+track, the square crop stored as JPEG and read back, as the training frames were), the audio track as a
 16 kHz mono fbank, uniform 1- or 2-clip sampling at the checkpoint's resolution and frame
 counts. A long video is cut into windows (``--window``/``--stride``), each sampled like a
 clip of its own with its own audio. Videos are decoded in a stream (``--workers`` processes)
@@ -11,8 +11,6 @@ and the others are still predicted.
 """
 from __future__ import annotations
 
-import csv
-import io
 import os
 import sys
 import time
@@ -22,15 +20,27 @@ from typing import Iterator, Optional
 
 import numpy as np
 import torch
+import decord  # after torch: the order the modules were always loaded in
 from torch.utils.data import DataLoader, IterableDataset, get_worker_info
+from tqdm import tqdm
 
 from mma_dfer.data import audio as A
-from mma_dfer.data import prepare as P
+from mma_dfer.data import faces as F
 from mma_dfer.data import video as V
 from mma_dfer.data.dataset import evaluation_inputs, read_fbank
+from mma_dfer.data.prepare_args import DETECT_BATCH, FACE_MARGIN
 from mma_dfer.data.video import ClipError
-from mma_dfer.inference.timeline import MIN_FACE_SHARE, NEAR_CHANCE, faceless, near_chance
-from mma_dfer.utils import atomic_write_json, atomic_write_text
+from mma_dfer.datasets import class_names as dataset_classes
+from mma_dfer.inference.evaluate import clip_probabilities
+from mma_dfer.inference.precision import apply_precision
+from mma_dfer.inference.records import probability_record, write_csv
+from mma_dfer.inference.restore import load_model
+from mma_dfer.inference.export import ExportError
+from mma_dfer.inference.runtimes import build_runtime, check_runtime_arguments
+from mma_dfer.inference.stream import check_stream_arguments, follow
+from mma_dfer.inference.timeline import MIN_FACE_SHARE, NEAR_CHANCE, faceless, near_chance, plot_timeline
+from mma_dfer.precision import precision_for
+from mma_dfer.utils import atomic_write_json
 
 VIDEO_EXTS = {".mp4", ".avi", ".mov", ".mkv", ".webm", ".m4v", ".mpg", ".mpeg", ".wmv", ".flv", ".3gp"}
 
@@ -41,7 +51,7 @@ class PredictOptions:
     clips: int = 1
     window: Optional[float] = None  # seconds; None: the whole video is one clip
     stride: Optional[float] = None  # seconds between window starts (default: the window)
-    margin: float = P.FACE_MARGIN
+    margin: float = FACE_MARGIN
 
 
 @dataclass
@@ -49,14 +59,6 @@ class VideoResult:
     file: str
     windows: list = field(default_factory=list)  # records (see probability_record), in time order
     error: Optional[str] = None
-
-
-def probability_record(file: str, start: Optional[float], end: Optional[float], class_names: list[str],
-                       probs) -> dict:
-    """One prediction as ``--json`` writes it (``--predictions`` of evaluation too)."""
-    probs = [float(p) for p in probs]
-    return {"file": file, "window_start": start, "window_end": end,
-            "top_class": class_names[int(np.argmax(probs))], "probabilities": dict(zip(class_names, probs))}
 
 
 # -- inputs --------------------------------------------------------------------------------
@@ -108,18 +110,18 @@ def fbank_span(fb: Optional[torch.Tensor], a: int, b: int, n: int) -> Optional[t
 def detect_faces(vr, path: Path) -> tuple[list, tuple[int, int]]:
     """``prepare``'s per-frame MTCNN boxes of the whole video, decoded in chunks (a long video
     never sits in memory) of whole detector batches (the same batches as ``prepare``)."""
-    boxes, shape, chunk = [], None, 4 * P.DETECT_BATCH
+    boxes, shape, chunk = [], None, 4 * DETECT_BATCH
     for start in range(0, len(vr), chunk):
         frames = V.read_video_frames(vr, path, np.arange(start, min(start + chunk, len(vr))))
         shape = frames.shape[1:3]
-        boxes += P.detect_boxes(frames)
+        boxes += F.detect_boxes(frames)
     return boxes, shape
 
 
 def face_reader(read, squares: list):
     """A frame reader that returns ``prepare``'s face crops of the frames it is asked for."""
     def read_faces(idx: np.ndarray) -> np.ndarray:
-        return np.stack([P.as_stored(P.square_crop(f, *squares[i], P.FACE_SIZE)) for f, i in zip(read(idx), idx)])
+        return F.stored_crops(read(idx), [squares[i] for i in idx])
 
     return read_faces
 
@@ -127,7 +129,7 @@ def face_reader(read, squares: list):
 def check_is_video(path: Path) -> None:
     """A ClipError unless ``path`` is a container with a video stream (a text file, an image or
     an audio file is named as what it is not, before a decoder reports it as something else)."""
-    import av
+    import av  # lazy: PyAV is imported by the file check only (a stream imports it in its reader)
 
     if not path.is_file():
         return  # the decoder names it ("video file not found")
@@ -157,7 +159,7 @@ def video_inputs(path: Path, cfg, opts: PredictOptions) -> Iterator[dict]:
         found = np.array([b is not None for b in boxes])
         if not found.any():
             raise ClipError(path, "no face found in any frame (--faces none if the frames are face crops)")
-        read = face_reader(read, P.face_squares(boxes, h, w, opts.margin))
+        read = face_reader(read, F.face_squares(boxes, h, w, opts.margin))
     for k, (a, b) in enumerate(window_spans(n, fps, opts.window, opts.stride)):
         video, audio = evaluation_inputs(b - a, lambda idx: read(idx + a), fbank_span(fb, a, b, n), cfg, opts.clips)
         yield {"window": k, "start": a / fps, "end": b / fps, "video": video, "audio": audio,
@@ -194,10 +196,6 @@ def predict_videos(model, cfg, files: list[Path], class_names: list[str], opts: 
                    progress: bool = False) -> list[VideoResult]:
     """Predict every file; clips of consecutive windows and videos share batches. A failure is
     printed (one line on stderr) as it happens and recorded in its :class:`VideoResult`."""
-    from tqdm import tqdm
-
-    from mma_dfer.inference.evaluate import clip_probabilities
-
     results = [VideoResult(str(f)) for f in files]
     loader = DataLoader(VideoStream(files, cfg, opts), batch_size=None, num_workers=workers)
     bar = tqdm(total=len(files), unit="video", desc="predict", disable=not progress, file=sys.stderr,
@@ -285,19 +283,6 @@ def face_warnings(results: list[VideoResult]) -> list[str]:
     return out
 
 
-def write_csv(path: str, records: list[dict], class_names: list[str]) -> None:
-    buf = io.StringIO()
-    w = csv.writer(buf)
-    w.writerow(["file", "window_start", "window_end", "top_class", *class_names, "faces_detected", "silent_audio",
-                "precision"])
-    for rec in records:
-        w.writerow([rec["file"], rec["window_start"], rec["window_end"], rec["top_class"],
-                    *(f"{rec['probabilities'][c]:.8g}" for c in class_names),
-                    "" if rec["faces_detected"] is None else f"{rec['faces_detected']:.4g}", int(rec["silent_audio"]),
-                    rec["precision"]])
-    atomic_write_text(path, buf.getvalue())
-
-
 def plot_paths(plot: str, results: list[VideoResult]) -> list[tuple[VideoResult, Path]]:
     """``--plot FILE.png``: that file for one video, ``FILE-<video>.png`` for each of several."""
     done = [r for r in results if r.windows]
@@ -327,9 +312,6 @@ def check_arguments(args) -> Optional[str]:
         return "--plot draws the timeline of --window predictions: give --window SECONDS"
     if args.batch_size < 1 or args.workers < 0:
         return "--batch-size must be at least 1 and --workers at least 0"
-    from mma_dfer.inference.runtimes import check_runtime_arguments
-    from mma_dfer.inference.stream import check_stream_arguments
-
     problem = check_stream_arguments(args) or check_runtime_arguments(args.runtime, args.quantize, args.device,
                                                                       args.precision)
     if problem:
@@ -343,12 +325,6 @@ def check_arguments(args) -> Optional[str]:
 
 
 def run(args) -> int:
-    from mma_dfer.inference.precision import apply_precision, precision_for
-    from mma_dfer.inference.evaluate_checkpoint import load_model
-    from mma_dfer.datasets import class_names as dataset_classes
-
-    import decord
-
     problem = check_arguments(args)
     if problem:
         print(f"error: {problem}", file=sys.stderr)
@@ -361,7 +337,7 @@ def run(args) -> int:
         return 1
     if args.faces == "mtcnn":
         try:
-            P.detector()
+            F.detector()
         except RuntimeError as e:
             print(f"error: {e}", file=sys.stderr)
             return 2
@@ -383,9 +359,6 @@ def run(args) -> int:
     dtype = apply_precision(model, precision)
     model.to(device)
     if accelerated:
-        from mma_dfer.inference.export import ExportError
-        from mma_dfer.inference.runtimes import build_runtime
-
         try:
             runtime = build_runtime(model.eval(), cfg, args.runtime, args.quantize, precision)
         except ExportError as e:
@@ -396,8 +369,6 @@ def run(args) -> int:
     data_cfg = replace(cfg.data, audio_policy=args.audio_policy, cache_dir=None)
     opts = PredictOptions(args.faces, args.clips, args.window, args.stride, args.margin)
     if args.stream:
-        from mma_dfer.inference.stream import follow
-
         return follow(args, model, data_cfg, class_names, opts, dtype, precision, device)
     decord.logging.set_level(decord.logging.QUIET)  # a bad file's reason is in our one line, not ffmpeg's
     t0 = time.perf_counter()
@@ -405,6 +376,15 @@ def run(args) -> int:
                              args.workers, progress=sys.stderr.isatty())
     seconds = time.perf_counter() - t0
     records = [{**rec, "precision": precision} for r in results for rec in r.windows]
+    write_outputs(args, results, records, class_names)
+    failed = sum(r.error is not None for r in results)
+    print(summary(args, results, records, seconds, f"{device.type} ({cfg.data.dataset} model, {kind}, "
+                  f"{cfg.data.resolution} px, {args.clips}-clip, {precision}", len(problems)))
+    return 1 if failed or problems else 0
+
+
+def write_outputs(args, results: list[VideoResult], records: list[dict], class_names: list[str]) -> None:
+    """The table on stdout, the face warnings on stderr, and --json, --csv and --plot."""
     if records:
         print(format_table(results))
     for line in face_warnings(results):
@@ -414,21 +394,22 @@ def run(args) -> int:
     if args.csv:
         write_csv(args.csv, records, class_names)
     if args.plot:
-        from mma_dfer.inference.timeline import plot_timeline
-
         for r, path in plot_paths(args.plot, results):
             plot_timeline(r.windows, class_names, path, f"{Path(r.file).name} (window {args.window:g} s, stride "
                                                         f"{args.stride or args.window:g} s)")
             print(f"wrote {path}")
+
+
+def summary(args, results: list[VideoResult], records: list[dict], seconds: float, setting: str,
+            empty_folders: int) -> str:
+    """The last line: how many videos, how fast, on what (``setting``: device, model, precision)."""
     ok = sum(r.error is None for r in results)
     failed = len(results) - ok
     unit = ("window" if args.window else "clip") + ("" if len(records) == 1 else "s")
     without = sum(faceless(rec) for rec in records)
-    print(f"predicted {ok} of {len(results)} videos ({len(records)} {unit}) in "
-          f"{seconds:.1f} s: {ok / max(seconds, 1e-9):.2f} videos/s on {device.type} ({cfg.data.dataset} model, "
-          f"{kind}, {cfg.data.resolution} px, {args.clips}-clip, {precision}, faces {args.faces}"
-          + (f", {args.runtime}" if args.runtime != "torch" else "") + ")"
-          + (f"; {failed} failed" if failed else "")
-          + (f"; {len(problems)} folder(s) without videos" if problems else "")
-          + (f"; {without} of them without a face" if without else ""))
-    return 1 if failed or problems else 0
+    return (f"predicted {ok} of {len(results)} videos ({len(records)} {unit}) in "
+            f"{seconds:.1f} s: {ok / max(seconds, 1e-9):.2f} videos/s on {setting}, faces {args.faces}"
+            + (f", {args.runtime}" if args.runtime != "torch" else "") + ")"
+            + (f"; {failed} failed" if failed else "")
+            + (f"; {empty_folders} folder(s) without videos" if empty_folders else "")
+            + (f"; {without} of them without a face" if without else ""))

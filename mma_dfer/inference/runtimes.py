@@ -19,6 +19,9 @@ from pathlib import Path
 from typing import Callable
 
 import torch
+from torch.ao.quantization import per_channel_dynamic_qconfig, quantize_dynamic
+
+from mma_dfer.inference.export import export_bytes, onnx_session, session_forward
 
 RUNTIMES = ("torch", "onnxruntime")
 QUANTIZE = ("none", "int8")
@@ -36,8 +39,6 @@ def torch_int8(model: torch.nn.Module) -> torch.nn.Module:
     """A copy of the model with its ``nn.Linear`` layers dynamically quantised to int8: all but
     the classifier (a single 7- or 11-row layer whose dtype the forward reads; the patch
     embeddings, convolutions, stay fp32 too)."""
-    from torch.ao.quantization import per_channel_dynamic_qconfig, quantize_dynamic
-
     model = copy.deepcopy(model).eval()
     linears = {name: per_channel_dynamic_qconfig for name, mod in model.named_modules()
                if isinstance(mod, torch.nn.Linear) and name != "head"}
@@ -47,7 +48,7 @@ def torch_int8(model: torch.nn.Module) -> torch.nn.Module:
 def onnx_int8(model_bytes: bytes) -> bytes:
     """ONNX Runtime's dynamic int8 quantisation of an ONNX model's weight MatMuls (int8 weights
     per output channel)."""
-    from onnxruntime.quantization import QuantType, quantize_dynamic
+    from onnxruntime.quantization import QuantType, quantize_dynamic  # lazy: the deploy extra's (optional)
 
     with tempfile.TemporaryDirectory(prefix="mma-dfer-int8-") as tmp:
         src, dst = Path(tmp) / "fp32.onnx", Path(tmp) / "int8.onnx"
@@ -72,8 +73,6 @@ def build_runtime(model: torch.nn.Module, cfg, runtime: str = "torch", quantize:
         if quantize == "none":
             return Runtime(model, "torch", precision)
         return Runtime(torch_int8(model), "torch+int8", INT8_PRECISION)
-    from mma_dfer.inference.export import export_bytes, onnx_session, session_forward
-
     data, _ = export_bytes(model.eval(), cfg, "onnx", batches=(1,))
     if quantize == "none":
         return Runtime(session_forward(onnx_session(data)), "onnxruntime", precision)
@@ -91,8 +90,8 @@ def check_runtime_arguments(runtime: str, quantize: str, device: str, precision_
         return f"{what} runs the fp32 model: --precision {precision_choice} cannot be combined with it"
     if runtime == "onnxruntime":
         try:
-            import onnxruntime  # noqa: F401
-            import onnxscript  # noqa: F401
+            import onnxruntime  # noqa: F401  # lazy: is the optional deploy extra installed?
+            import onnxscript  # noqa: F401  # lazy: is the optional deploy extra installed?
         except ImportError as e:
             return f"--runtime onnxruntime needs the deploy extra ({e.name} is missing): pip install 'mma-dfer[deploy]'"
     return None

@@ -24,13 +24,18 @@ import time
 from collections import deque
 from typing import Optional
 
+import av
 import numpy as np
 import torch
 
 from mma_dfer.data import audio as A
-from mma_dfer.data import prepare as P
+from mma_dfer.data import faces as F
 from mma_dfer.data import video as V
-from mma_dfer.data.dataset import evaluation_inputs
+from mma_dfer.data.dataset import evaluation_inputs, placeholder_inputs
+from mma_dfer.inference import evaluate
+from mma_dfer.inference.records import probability_record, write_csv
+from mma_dfer.inference.timeline import plot_timeline
+from mma_dfer.utils import atomic_write_json
 
 KEEP_EXTRA_S = 3.0  # the buffer holds one window plus this much (and one hop) of the newest stream
 
@@ -54,8 +59,6 @@ def open_source(source: str):
     """The PyAV container of SOURCE: ``-`` is stdin, ``/dev/video*`` a V4L2 camera, anything
     else a path or URL FFmpeg opens (once the stream has begun, a read that waits over 10 s
     ends it). Stream probing is limited to about 1 s, so the first window is not held back."""
-    import av
-
     probe = {"analyzeduration": "1000000", "probesize": "1000000"}  # start within ~1 s of a live stream
     if source == "-":
         return av.open("pipe:0", "r", options=probe)
@@ -149,8 +152,6 @@ class RollingBuffer:
 def read_stream(container, buffer: RollingBuffer, stop: threading.Event) -> None:
     """The reader thread: decode the first video stream and the first audio stream into the
     buffer until the end of the stream, an error or ``stop``."""
-    import av
-
     error = None
     try:
         streams = list(container.streams.video[:1]) + list(container.streams.audio[:1])
@@ -184,15 +185,15 @@ class FaceTrack:
         self.margin, self.last = margin, None
 
     def crops(self, frames: np.ndarray) -> tuple[Optional[np.ndarray], float]:
-        boxes = P.detect_boxes(frames)
+        boxes = F.detect_boxes(frames)
         found = float(np.mean([b is not None for b in boxes]))
         h, w = frames.shape[1:3]
         if found > 0:
-            self.last = P.face_squares(boxes, h, w, self.margin)
+            self.last = F.face_squares(boxes, h, w, self.margin)
         if self.last is None:
             return None, 0.0
         squares = self.last if found > 0 else [self.last[-1]] * len(frames)
-        return np.stack([P.as_stored(P.square_crop(f, *s, P.FACE_SIZE)) for f, s in zip(frames, squares)]), found
+        return F.stored_crops(frames, squares), found
 
 
 def window_inputs(frames: list, wave: Optional[np.ndarray], cfg, opts, faces: Optional[FaceTrack]):
@@ -251,38 +252,50 @@ class Interrupt:
 def warm_up(forward, cfg, clips: int, device, dtype) -> None:
     """One forward pass and one fbank before the stream opens, so that the first window's
     latency is the model's, not the first call's set-up (thread pools, lazy imports)."""
-    from mma_dfer.data.dataset import placeholder_inputs
-    from mma_dfer.inference.evaluate import clip_probabilities
-
     A.fbank(np.zeros(cfg.sample_rate // 10, np.float32), cfg.sample_rate, cfg.mel_bins)
-    clip_probabilities(forward, *placeholder_inputs(cfg, clips), device, dtype)
+    evaluate.clip_probabilities(forward, *placeholder_inputs(cfg, clips), device, dtype)
+
+
+def open_checked(source: str, cfg):
+    """The opened source, or None once it has said (on stderr) why it cannot be followed."""
+    try:
+        container = open_source(source)
+    except Exception as e:
+        print(f"error: {source}: cannot open the stream ({str(e).splitlines()[0][:200] if str(e) else type(e).__name__})",
+              file=sys.stderr)
+        return None
+    if not container.streams.video:
+        print(f"error: {source}: no video stream", file=sys.stderr)
+        return None
+    if not container.streams.audio and cfg.audio_policy == "error":
+        print(f"error: {source}: no audio stream (--audio-policy silence predicts it with silent audio)",
+              file=sys.stderr)
+        return None
+    return container
+
+
+def write_stream_outputs(args, records: list[dict], class_names: list[str], title: str) -> None:
+    """--json, --csv and --plot of the windows followed, as for a file's windows."""
+    if args.json:
+        atomic_write_json(args.json, records)
+    if args.csv:
+        write_csv(args.csv, records, class_names)
+    if args.plot and records:
+        plot_timeline(records, class_names, args.plot, title)
+        print(f"wrote {args.plot}", file=sys.stderr)
 
 
 @torch.no_grad()
 def follow(args, forward, cfg, class_names: list[str], opts, dtype, precision: str, device="cpu") -> int:
     """Follow ``args.stream``; returns predict's exit code (0 stopped cleanly, 1 the source
     failed or could not be opened)."""
-    from mma_dfer.inference.evaluate import clip_probabilities
-    from mma_dfer.inference.predict import probability_record, write_csv
-    from mma_dfer.utils import atomic_write_json
-
     source = args.stream
     length = args.window or cfg.audio_frames * A.FRAME_SHIFT_MS / 1000
     hop = args.hop_s
     warm_up(forward, cfg, opts.clips, device, dtype)
     print(f"following {source}: a {length:g}-s window every {hop:g} s", file=sys.stderr, flush=True)
-    try:
-        container = open_source(source)
-    except Exception as e:
-        print(f"error: {source}: cannot open the stream ({str(e).splitlines()[0][:200] if str(e) else type(e).__name__})",
-              file=sys.stderr)
-        return 1
-    if not container.streams.video:
-        print(f"error: {source}: no video stream", file=sys.stderr)
-        return 1
-    if not container.streams.audio and cfg.audio_policy == "error":
-        print(f"error: {source}: no audio stream (--audio-policy silence predicts it with silent audio)",
-              file=sys.stderr)
+    container = open_checked(source, cfg)
+    if container is None:
         return 1
     buffer = RollingBuffer(length + hop + KEEP_EXTRA_S, cfg.sample_rate, frame_preparer(cfg, opts.faces))
     stop = threading.Event()
@@ -321,7 +334,8 @@ def follow(args, forward, cfg, class_names: list[str], opts, dtype, precision: s
                 k += 1
                 continue
             video, audio, found, silent = inputs
-            probs = clip_probabilities(forward, video.unsqueeze(0), audio.unsqueeze(0), device, dtype)[0].cpu().numpy()
+            probs = evaluate.clip_probabilities(forward, video.unsqueeze(0), audio.unsqueeze(0), device, dtype)
+            probs = probs[0].cpu().numpy()
             record = probability_record(source, round(a, 3), round(b, 3), class_names, probs)
             record.update(faces_detected=found, silent_audio=bool(silent), precision=precision)
             records.append(record)
@@ -333,15 +347,7 @@ def follow(args, forward, cfg, class_names: list[str], opts, dtype, precision: s
     how = "SIGINT" if interrupt.signalled else ("a read error" if buffer.error else "end of stream")
     if buffer.error:
         print(f"error: {source}: {buffer.error}", file=sys.stderr)
-    if args.json:
-        atomic_write_json(args.json, records)
-    if args.csv:
-        write_csv(args.csv, records, class_names)
-    if args.plot and records:
-        from mma_dfer.inference.timeline import plot_timeline
-
-        plot_timeline(records, class_names, args.plot, f"{source} (window {length:g} s, hop {hop:g} s)")
-        print(f"wrote {args.plot}", file=sys.stderr)
+    write_stream_outputs(args, records, class_names, f"{source} (window {length:g} s, hop {hop:g} s)")
     slow = (f"; {dropped} dropped: the model is slower than the stream (each window of {hop:g} s took longer), "
             "windows that waited over a hop were skipped") if dropped else "; 0 dropped"
     no_face = f"; {faceless} windows without a face yet (not predicted)" if faceless else ""

@@ -40,7 +40,7 @@ def near_chance(record: dict) -> bool:
 
 def class_colors(class_names: list[str]) -> list[tuple]:
     """One fixed RGB colour (0-1) per class, in class order: tab10, or tab20 past 10 classes."""
-    from matplotlib import colormaps
+    from matplotlib import colormaps  # lazy: matplotlib only for --plot (predict without it imports none)
 
     cmap = colormaps["tab10" if len(class_names) <= 10 else "tab20"]
     return [tuple(float(c) for c in cmap(i)[:3]) for i in range(len(class_names))]
@@ -69,9 +69,9 @@ def top_class_runs(records: list[dict], edges: np.ndarray) -> list[tuple[str, fl
 
 def plot_timeline(records: list[dict], class_names: list[str], path: str | Path, title: str) -> Path:
     """Write the PNG (``records`` as ``predict`` writes them, in time order)."""
-    from matplotlib.backends.backend_agg import FigureCanvasAgg
-    from matplotlib.figure import Figure
-    from matplotlib.patches import Patch
+    from matplotlib.backends.backend_agg import FigureCanvasAgg  # lazy: as class_colors
+    from matplotlib.figure import Figure  # lazy: as class_colors
+    from matplotlib.patches import Patch  # lazy: as class_colors
 
     colors = class_colors(class_names)
     edges = segment_edges(records)

@@ -7,6 +7,8 @@ from typing import Callable
 import torch
 from torch.utils.flop_counter import FlopCounterMode
 
+from mma_dfer.models import build_model
+
 
 def step_flops(build: Callable[[], tuple[torch.nn.Module, tuple]]) -> tuple[float, float]:
     """(training FLOPs, forward FLOPs) of the model and inputs that ``build`` makes, built on
@@ -27,8 +29,6 @@ def train_flops_per_clip(cfg) -> tuple[float, float]:
     The frozen encoders' backward computes activation gradients only, so training is ~2x the
     forward, not 3x. These are model FLOPs: activation checkpointing's recomputation is not
     counted (compilation changes how, not what, is computed)."""
-    from mma_dfer.models import build_model
-
     cfg = copy.deepcopy(cfg)
     cfg.model.grad_checkpointing = False
     d = cfg.data

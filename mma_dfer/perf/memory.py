@@ -12,6 +12,8 @@ from dataclasses import dataclass
 
 import torch
 
+from mma_dfer.models import build_model
+
 DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
 
 
@@ -56,8 +58,6 @@ def activation_bytes(cfg, dtype: str = "float32") -> ActivationMemory:
 
     Runs one real forward on the CPU (random weights, batch 1): activations scale linearly
     with the micro-batch."""
-    from mma_dfer.models import build_model
-
     d = cfg.data
     torch.manual_seed(0)
     model = build_model(cfg, load_pretrained=False).train().to(DTYPES[dtype])

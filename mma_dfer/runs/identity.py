@@ -18,6 +18,7 @@ import os
 from pathlib import Path
 from typing import Optional
 
+from mma_dfer.precision import precision_of
 from mma_dfer.utils import sha256_file
 
 VERSION = 1  # bump when the definition changes: older identities then never match
@@ -76,6 +77,9 @@ LATER = {
 PER_FOLD = ("data.fold", "data.split_train", "data.split_test")
 # Fields that differ between the seeds of one table row (seeds as a sweep axis).
 PER_SEED = ("train.seed",)
+# The data fields that shape the model (the input geometry): like the model's own fields, an
+# evaluation must have the checkpoint's. Its other data fields, clips and precision are its own.
+SHAPE_FIELDS = ("data.resolution", "data.num_frames", "data.audio_frames", "data.mel_bins")
 
 
 class IdentityError(RuntimeError):
@@ -121,22 +125,9 @@ def packed_settings(data) -> Optional[dict]:
     """The settings of the packed store a ``data.source=packed`` run reads (None otherwise)."""
     if data.source != "packed":
         return None
-    from mma_dfer.data.packed import store_settings
+    from mma_dfer.data.packed import store_settings  # lazy: identity imports no torch (aggregate, report); packed does
 
     return store_settings(data.root)
-
-
-def precision_of(ds: dict) -> str:
-    """What a DeepSpeed JSON trains in: the whole module's dtype, or ``autocast-<dtype>``."""
-    if ds.get("fp16", {}).get("enabled"):
-        return "float16"
-    if ds.get("bf16", ds.get("bfloat16", {})).get("enabled"):
-        return "bfloat16"
-    autocast = ds.get("torch_autocast", {})
-    if autocast.get("enabled"):
-        name = str(autocast.get("dtype", "bfloat16")).replace("torch.", "")
-        return "autocast-" + {"bf16": "bfloat16", "fp16": "float16", "half": "float16"}.get(name, name)
-    return "float32"
 
 
 def run_identity(cfg, ds: dict, train: list, test: list, init_weights: Optional[str] = None) -> dict:

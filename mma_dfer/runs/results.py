@@ -7,6 +7,7 @@ from pathlib import Path
 from typing import Optional
 
 import numpy as np
+import timm
 import torch
 
 from mma_dfer import stats
@@ -23,11 +24,9 @@ def git_commit() -> Optional[str]:
 
 
 def versions() -> dict:
-    import timm
-
     out = {"python": platform.python_version(), "torch": torch.__version__, "timm": timm.__version__}
     try:
-        import deepspeed
+        import deepspeed  # lazy: optional here (evaluate runs without it; recorded when installed)
 
         out["deepspeed"] = deepspeed.__version__
     except ImportError:

@@ -4,9 +4,18 @@ package has no ``launch/`` folder)."""
 from __future__ import annotations
 
 import argparse
+import logging
 import os
+import shlex
 import signal
 import sys
+
+from mma_dfer.config import ConfigError, add_set_flag, load_config
+from mma_dfer.data.annotations import AnnotationError
+from mma_dfer.runs.identity import IdentityError
+from mma_dfer.runs.preflight import PreflightError, check_training
+from mma_dfer.training import TrainingError
+from mma_dfer.training.signals import PREEMPTED_EXIT_CODE, Preempted
 
 INTERRUPTED_EXIT_CODE = 130  # the shell's code for Ctrl-C: the second one stops at once
 
@@ -16,8 +25,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--deepspeed_config", "--deepspeed-config", dest="deepspeed_config", default=None,
                    help="DeepSpeed JSON (ZeRO stage, precision): a file or a shipped name (zero2_bf16); default "
                         "zero0_bf16 on a GPU, cpu_fp32 on the CPU")
-    p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
-                   help="override a config field (repeatable), e.g. --set train.epochs=2")
+    add_set_flag(p)
     p.add_argument("--resume", default="auto",
                    help="auto (default): continue this config's run in its output_dir if there is one (a finished "
                         "one is skipped; another config's is an error); never: start fresh in a new or empty "
@@ -35,10 +43,6 @@ def parser() -> argparse.ArgumentParser:
 
 
 def run(args) -> int:
-    from mma_dfer.config import ConfigError, load_config
-    from mma_dfer.data.annotations import AnnotationError
-    from mma_dfer.runs.preflight import PreflightError, check_training
-
     # the config and what it names on disk, before torch, DeepSpeed and the model are imported
     try:
         cfg = load_config(args.config, args.overrides)
@@ -51,20 +55,13 @@ def run(args) -> int:
 
 def train_and_report(args, cfg) -> int:
     """Train ``cfg`` (checked by :func:`run`); the exit code of each way a run can end."""
-    import logging
+    import torch  # lazy: train --help and run()'s checks import no torch
 
-    import torch
-
-    from mma_dfer.config import ConfigError
-    from mma_dfer.data.annotations import AnnotationError
-    from mma_dfer.data.video import ClipError
-    from mma_dfer.models.checkpoints import CheckpointError
-    from mma_dfer.runs.identity import IdentityError
-    from mma_dfer.training import TrainingError
-    from mma_dfer.training.distributed import PEER_LOST_EXIT_CODE, is_collective_failure
-    from mma_dfer.training.ds_config import default_ds_config
-    from mma_dfer.training.signals import PREEMPTED_EXIT_CODE, Preempted
-    from mma_dfer.training.trainer import run as train
+    from mma_dfer.data.video import ClipError  # lazy: as torch above
+    from mma_dfer.models.checkpoints import CheckpointError  # lazy: as torch above
+    from mma_dfer.training.distributed import PEER_LOST_EXIT_CODE, is_collective_failure  # lazy: as torch above
+    from mma_dfer.training.ds_config import default_ds_config  # lazy: as torch above
+    from mma_dfer.training.trainer import run as train  # lazy: as torch above
 
     ds_config = args.deepspeed_config
     if ds_config is None:
@@ -103,8 +100,6 @@ def resume_command() -> str:
     """What continues this run: this process's command line, shell-quoted, without a
     ``--resume never`` (which would refuse the folder the run now holds); under a launcher of
     several ranks (deepspeed, SLURM), that launcher's command."""
-    import shlex
-
     if int(os.environ.get("WORLD_SIZE", "1")) > 1:
         return "the same launch command (--resume auto, the default)"
     argv = list(sys.argv)

@@ -1,4 +1,5 @@
-"""The DeepSpeed JSON of a run: ZeRO and precision from the file, everything else from the config."""
+"""The DeepSpeed JSON of a run: ZeRO and precision from the file, everything else from the config
+and :data:`DEFAULTS` (this module is the one owner of what a JSON leaves out)."""
 from __future__ import annotations
 
 import json
@@ -9,6 +10,26 @@ import torch
 from mma_dfer.config import Config
 from mma_dfer.resources import ResourceError, ds_config_path
 from mma_dfer.training import TrainingError
+
+
+# What every run gets unless its JSON says otherwise (a user's JSON may turn any of it on):
+# DeepSpeed's throughput timer synchronises the device at every forward and step (two host syncs
+# per step: the host cannot queue step n+1 while the GPU runs step n), its wall-clock breakdown
+# at every step, and its periodic prints interleave with the trainer's own log (which logs its own
+# clips/s): all off.
+DEFAULTS = {"steps_per_print": 1_000_000_000, "wall_clock_breakdown": False,
+            "timers": {"throughput": {"enabled": False}}}
+
+
+def with_defaults(ds: dict, defaults: dict = DEFAULTS) -> dict:
+    """``ds`` with each key of ``defaults`` it does not set (nested sections merged key by key)."""
+    out = dict(ds)
+    for key, value in defaults.items():
+        if isinstance(value, dict) and isinstance(out.get(key), dict):
+            out[key] = with_defaults(out[key], value)
+        elif key not in out:
+            out[key] = value
+    return out
 
 
 def default_ds_config(cuda: bool) -> str:
@@ -26,7 +47,7 @@ def deepspeed_config(path: str | Path, cfg: Config, world: int) -> dict:
     ``path``: a file, or the name of a shipped JSON (``zero0_bf16``)."""
     try:
         path = ds_config_path(path)
-        ds = json.loads(path.read_text())
+        ds = with_defaults(json.loads(path.read_text()))
     except ResourceError as e:
         raise TrainingError(str(e)) from None
     except (OSError, ValueError) as e:
@@ -49,10 +70,6 @@ def deepspeed_config(path: str | Path, cfg: Config, world: int) -> dict:
             raise TrainingError(f"{path}: {key}={ds[key]} disagrees with the config ({value} from train.batch_size="
                                 f"{t.batch_size}, train.micro_batch_size, train.grad_clip and world size {world})")
         ds[key] = value
-    # DeepSpeed's throughput timer synchronises the device at every forward and step (two host
-    # syncs per step: the host cannot queue step n+1 while the GPU runs step n); the trainer logs
-    # its own clips/s, so it is off unless a JSON turns it on
-    ds.setdefault("timers", {}).setdefault("throughput", {}).setdefault("enabled", False)
     if t.grad_clip > 0 and ds.get("zero_optimization", {}).get("compute_grad_norm") is False:
         raise TrainingError(f"{path}: train.grad_clip={t.grad_clip} needs the gradient norm; remove "
                             "zero_optimization.compute_grad_norm=false (set in the shipped JSONs because nothing "

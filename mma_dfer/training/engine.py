@@ -22,6 +22,7 @@ from typing import NamedTuple, Optional
 import torch
 
 from mma_dfer.config import Config, TrainConfig
+from mma_dfer.precision import AUTOCAST, autocast_name, precision_name, torch_dtype
 
 log = logging.getLogger(__name__)
 
@@ -61,23 +62,15 @@ def eager():
     return stance("force_eager") if stance else contextlib.nullcontext()
 
 
-def autocast_dtype(ds_cfg: dict) -> Optional[torch.dtype]:
-    """The dtype of the JSON's ``torch_autocast`` section when it is enabled, else None."""
-    section = ds_cfg.get("torch_autocast", {})
-    if not section.get("enabled"):
-        return None
-    name = str(section.get("dtype", "bfloat16")).replace("torch.", "")
-    return {"bfloat16": torch.bfloat16, "bf16": torch.bfloat16, "float16": torch.float16, "fp16": torch.float16,
-            "half": torch.float16}[name]
-
-
 def replays_cudagraphs(mode: Optional[str]) -> bool:
     """Whether a compiled step in ``mode`` replays CUDA graphs (each step must then be marked)."""
     return mode in ("reduce-overhead", "max-autotune")
 
 
-class Engine(NamedTuple):
-    engine: object  # deepspeed.DeepSpeedEngine (imported lazily: it is slow to import)
+class BuiltEngine(NamedTuple):
+    """What :func:`build_engine` returns: the DeepSpeed engine and what the loop needs beside it."""
+
+    engine: object  # the deepspeed.DeepSpeedEngine
     optimizer: torch.optim.Optimizer
     input_dtype: torch.dtype  # the module's under a whole-module bf16/fp16 JSON, else fp32
     compile_mode: Optional[str]  # None: eager
@@ -89,19 +82,18 @@ class Engine(NamedTuple):
     @property
     def loss_scaling(self) -> bool:
         """fp16 with dynamic loss scaling: overflowing steps are skipped, not fatal."""
-        return self.engine.fp16_enabled() or (self.engine.torch_autocast_enabled()
-                                              and self.engine.torch_autocast_dtype() == torch.float16)
+        return precision_name(self.engine) in ("float16", AUTOCAST + "float16")
 
 
-def build_engine(model, cfg: Config, ds_cfg: dict) -> Engine:
+def build_engine(model, cfg: Config, ds_cfg: dict) -> BuiltEngine:
     """``deepspeed.initialize`` with the fast settings above. Inputs are cast to the module's
     dtype under a whole-module bf16/fp16 JSON and stay fp32 under autocast (the patch
     embeddings cast them)."""
-    import deepspeed
+    import deepspeed  # lazy: after cpu_op.prepare (the trainer's order); make_optimizer, compile_model need none
 
-    dtype = autocast_dtype(ds_cfg)
-    if dtype is not None:
-        model.cast_frozen(dtype)
+    autocast = autocast_name(ds_cfg)
+    if autocast is not None:
+        model.cast_frozen(torch_dtype(autocast))
     optimizer = make_optimizer(model.trainable_parameters(), cfg.train)
     engine, optimizer, _, _ = deepspeed.initialize(model=model, optimizer=optimizer, config=ds_cfg,
                                                    dist_init_required=False)
@@ -115,15 +107,4 @@ def build_engine(model, cfg: Config, ds_cfg: dict) -> Engine:
         log.info("torch.compile: mode %s, backend %s (the first steps compile)", mode, cfg.train.compile_backend)
     input_dtype = (torch.float16 if engine.fp16_enabled() else
                    torch.bfloat16 if engine.bfloat16_enabled() else torch.float32)
-    return Engine(engine, optimizer, input_dtype, mode)
-
-
-def precision_name(engine) -> str:
-    """What result.json records: the whole-module dtype, or ``autocast-<dtype>``."""
-    if engine.fp16_enabled():
-        return "float16"
-    if engine.bfloat16_enabled():
-        return "bfloat16"
-    if engine.torch_autocast_enabled():
-        return "autocast-" + str(engine.torch_autocast_dtype()).replace("torch.", "")
-    return "float32"
+    return BuiltEngine(engine, optimizer, input_dtype, mode)

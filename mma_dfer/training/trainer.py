@@ -29,6 +29,7 @@ from mma_dfer.data.annotations import read_split
 from mma_dfer.data.dataset import ClipDataset, collate, placeholder_inputs
 from mma_dfer.inference.evaluate import evaluate
 from mma_dfer.datasets import class_names
+from mma_dfer.precision import precision_name
 from mma_dfer.runs import checkpoints
 from mma_dfer.runs.folder import claim, write_identity
 from mma_dfer.runs.lease import Lease, LeaseError
@@ -37,7 +38,7 @@ from mma_dfer.runs.results import make_result
 from mma_dfer.training import TrainingError, checkpointing, portable
 from mma_dfer.training.distributed import DistEnv, all_max, all_mean, detect, init_process_group
 from mma_dfer.training.ds_config import deepspeed_config
-from mma_dfer.training.engine import build_engine, eager, precision_name
+from mma_dfer.training.engine import build_engine, eager
 from mma_dfer.training.logging import RunLogger
 from mma_dfer.training.loss_window import LossWindow
 from mma_dfer.training.rng import rng_state, set_rng_state
