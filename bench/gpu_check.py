@@ -432,7 +432,7 @@ def compare_runs(a: Path, b: Path) -> dict:
     import torch
 
     from mma_dfer.runs import checkpoints
-    from mma_dfer.models.checkpoints import CheckpointError
+    from mma_dfer.safe_files import CheckpointError
 
     try:
         wa, wb = (checkpoints.saved_module(checkpoints.resolve(d)) for d in (a, b))

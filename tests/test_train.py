@@ -97,7 +97,7 @@ def test_two_ranks_match_one_rank(demo_root, tmp_path):
 
 
 def test_half_written_or_truncated_checkpoint_is_never_picked(tmp_path):
-    from mma_dfer.models.checkpoints import CheckpointError
+    from mma_dfer.safe_files import CheckpointError
     from mma_dfer.utils import atomic_write_json
 
     def complete(tag, step):
@@ -153,7 +153,7 @@ def test_fp16_autocast_engine_scales_the_loss_and_resumes_it(demo_root, tmp_path
     common = ["--config", DEMO, "--deepspeed_config", str(ROOT / "ds_configs/zero0_fp16.json"),
               "--set", f"data.root={demo_root}", "--set", f"output_dir={out}", "--set", "train.max_steps_per_epoch=2",
               "--set", "train.log_every=1", "--set", "eval.clips=[1]"]
-    from mma_dfer.models.checkpoints import safe_load
+    from mma_dfer.safe_files import safe_load
 
     stopped = run_train(*common, "--set", "train.epochs=2", env={FAULT_ENV: "2"}, check=False)
     assert stopped.returncode == PREEMPTED_EXIT_CODE, stopped.stderr[-3000:]

@@ -278,7 +278,7 @@ def run_errors() -> tuple:
     from mma_dfer.data.annotations import AnnotationError
     from mma_dfer.training import TrainingError
     from mma_dfer.runs.identity import IdentityError
-    from mma_dfer.models.checkpoints import CheckpointError
+    from mma_dfer.safe_files import CheckpointError
 
     return ConfigError, AnnotationError, TrainingError, IdentityError, CheckpointError
 

@@ -71,7 +71,7 @@ def load_model(path: Path, cfg=None) -> Loaded:
     from mma_dfer.runs import checkpoints
     from mma_dfer.inference.restore import load_trained_model
     from mma_dfer.models import from_authors_checkpoint
-    from mma_dfer.models.checkpoints import CheckpointError
+    from mma_dfer.safe_files import CheckpointError
 
     if path.is_file():
         model = from_authors_checkpoint(path, label_order="canonical")
@@ -198,7 +198,7 @@ def evaluate_and_write(args) -> int:
     from mma_dfer.runs.results import make_result
     from mma_dfer.runs.identity import IdentityError
     from mma_dfer.runs.identity import fingerprint as _fingerprint
-    from mma_dfer.models.checkpoints import CheckpointError
+    from mma_dfer.safe_files import CheckpointError
     from mma_dfer.runs import preflight
     from mma_dfer.utils import atomic_write_json
 

@@ -6,7 +6,7 @@ from typing import Optional
 
 from mma_dfer.config import Config, load_config
 from mma_dfer.runs import checkpoints
-from mma_dfer.models.checkpoints import CheckpointError
+from mma_dfer.safe_files import CheckpointError
 
 
 def load_trained_model(path: str | Path, cfg: Optional[Config] = None):

@@ -58,7 +58,7 @@ def train_and_report(args, cfg) -> int:
     from mma_dfer.config import ConfigError
     from mma_dfer.data.annotations import AnnotationError
     from mma_dfer.data.video import ClipError
-    from mma_dfer.models.checkpoints import CheckpointError
+    from mma_dfer.safe_files import CheckpointError
     from mma_dfer.runs.identity import IdentityError
     from mma_dfer.training import TrainingError
     from mma_dfer.training.distributed import PEER_LOST_EXIT_CODE, is_collective_failure

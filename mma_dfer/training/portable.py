@@ -19,6 +19,7 @@ from typing import Optional
 
 import torch
 
+from mma_dfer.safe_files import safe_load
 from mma_dfer.training import TrainingError
 from mma_dfer.utils import atomic_write_bytes
 
@@ -105,8 +106,6 @@ def save(engine, optimizer, tag_dir: Path, is_main: bool, progress: dict) -> Non
 
 
 def read(tag_dir: Path) -> dict:
-    from mma_dfer.models.checkpoints import safe_load
-
     return safe_load(Path(tag_dir) / FILE)
 
 
