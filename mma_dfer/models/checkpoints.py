@@ -26,6 +26,9 @@ import torch
 import torch.nn.functional as F
 
 from mma_dfer.config import ModelConfig
+from mma_dfer.datasets import paper_dataset
+from mma_dfer.labels import CLASS_NAMES, LIST_ORDERS, to_canonical
+from mma_dfer.models.mma_dfer import MMADFER
 from mma_dfer.safe_files import CheckpointError, safe_load
 
 
@@ -42,9 +45,9 @@ RecorderMeter.__module__ = "__main__"
 def _numpy_array_globals() -> list:
     """What a pickled numpy array needs (the RecorderMeter holds float32 arrays)."""
     try:
-        from numpy._core.multiarray import _reconstruct
+        from numpy._core.multiarray import _reconstruct  # lazy: numpy 2's name; which one exists shows on import
     except ImportError:  # numpy < 2
-        from numpy.core.multiarray import _reconstruct
+        from numpy.core.multiarray import _reconstruct  # lazy: numpy 1's name
     return [(_reconstruct, "numpy.core.multiarray._reconstruct"),
             (_reconstruct, "numpy._core.multiarray._reconstruct"), np.ndarray, np.dtype,
             type(np.dtype(np.float32))]
@@ -238,10 +241,6 @@ def from_authors_checkpoint(path: str | Path, label_order: str = "authors"):
     ``label_order="authors"`` keeps the logits in the authors' class order (identical logits to
     their code); ``"canonical"`` permutes the classifier rows into this project's order (only
     MAFW differs; see :mod:`mma_dfer.labels`)."""
-    from mma_dfer.datasets import paper_dataset
-    from mma_dfer.labels import CLASS_NAMES, LIST_ORDERS, to_canonical
-    from mma_dfer.models.mma_dfer import MMADFER
-
     path = Path(path)
     state, epoch = load_authors_state(path)
     cfg, geometry = _authors_config(state, path)

@@ -4,9 +4,19 @@ package has no ``launch/`` folder)."""
 from __future__ import annotations
 
 import argparse
+import logging
 import os
+import shlex
 import signal
 import sys
+
+from mma_dfer.config import ConfigError, load_config
+from mma_dfer.data.annotations import AnnotationError
+from mma_dfer.runs.identity import IdentityError
+from mma_dfer.runs.preflight import PreflightError, check_training
+from mma_dfer.safe_files import CheckpointError
+from mma_dfer.training import TrainingError
+from mma_dfer.training.signals import PREEMPTED_EXIT_CODE, Preempted
 
 INTERRUPTED_EXIT_CODE = 130  # the shell's code for Ctrl-C: the second one stops at once
 
@@ -35,10 +45,6 @@ def parser() -> argparse.ArgumentParser:
 
 
 def run(args) -> int:
-    from mma_dfer.config import ConfigError, load_config
-    from mma_dfer.data.annotations import AnnotationError
-    from mma_dfer.runs.preflight import PreflightError, check_training
-
     # the config and what it names on disk, before torch, DeepSpeed and the model are imported
     try:
         cfg = load_config(args.config, args.overrides)
@@ -51,20 +57,12 @@ def run(args) -> int:
 
 def train_and_report(args, cfg) -> int:
     """Train ``cfg`` (checked by :func:`run`); the exit code of each way a run can end."""
-    import logging
-
+    # lazy: the flags' module (mma-dfer --help, train --help) imports no torch; these import it
     import torch
-
-    from mma_dfer.config import ConfigError
-    from mma_dfer.data.annotations import AnnotationError
-    from mma_dfer.data.video import ClipError
-    from mma_dfer.safe_files import CheckpointError
-    from mma_dfer.runs.identity import IdentityError
-    from mma_dfer.training import TrainingError
-    from mma_dfer.training.distributed import PEER_LOST_EXIT_CODE, is_collective_failure
-    from mma_dfer.training.ds_config import default_ds_config
-    from mma_dfer.training.signals import PREEMPTED_EXIT_CODE, Preempted
-    from mma_dfer.training.trainer import run as train
+    from mma_dfer.data.video import ClipError  # lazy: as above
+    from mma_dfer.training.distributed import PEER_LOST_EXIT_CODE, is_collective_failure  # lazy: as above
+    from mma_dfer.training.ds_config import default_ds_config  # lazy: as above
+    from mma_dfer.training.trainer import run as train  # lazy: as above
 
     ds_config = args.deepspeed_config
     if ds_config is None:
@@ -103,8 +101,6 @@ def resume_command() -> str:
     """What continues this run: this process's command line, shell-quoted, without a
     ``--resume never`` (which would refuse the folder the run now holds); under a launcher of
     several ranks (deepspeed, SLURM), that launcher's command."""
-    import shlex
-
     if int(os.environ.get("WORLD_SIZE", "1")) > 1:
         return "the same launch command (--resume auto, the default)"
     argv = list(sys.argv)

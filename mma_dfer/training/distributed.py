@@ -18,6 +18,7 @@ from dataclasses import dataclass
 
 import torch
 import torch.distributed as dist
+from torch.distributed import distributed_c10d as c10d
 
 from mma_dfer.training import TrainingError
 
@@ -90,8 +91,6 @@ def set_collective_timeout(seconds: int) -> datetime.timedelta:
     for gloo and 10 min for NCCL, which no public setting changes: they are set here, before
     the default group is made.
     """
-    from torch.distributed import distributed_c10d as c10d
-
     timeout = datetime.timedelta(seconds=seconds)
     c10d.default_pg_timeout = timeout
     if isinstance(getattr(c10d, "default_pg_nccl_timeout", None), datetime.timedelta):
@@ -112,7 +111,7 @@ def init_process_group(env: DistEnv, timeout_s: int) -> None:
     """DeepSpeed's process group over ``env`` (gloo on the CPU, NCCL on GPUs). A rendezvous port
     that another process holds is a :class:`PortInUseError` saying how to choose another, so it is
     not taken for a lost rank (which would be requeued to clash again)."""
-    import deepspeed
+    import deepspeed  # lazy: seconds to import; submit imports the trainer (planned_identity) without it
 
     try:
         deepspeed.init_distributed(dist_backend="nccl" if torch.cuda.is_available() else "gloo",

@@ -97,7 +97,7 @@ def build_engine(model, cfg: Config, ds_cfg: dict) -> Engine:
     """``deepspeed.initialize`` with the fast settings above. Inputs are cast to the module's
     dtype under a whole-module bf16/fp16 JSON and stay fp32 under autocast (the patch
     embeddings cast them)."""
-    import deepspeed
+    import deepspeed  # lazy: seconds to import; submit imports the trainer (planned_identity) without it
 
     dtype = autocast_dtype(ds_cfg)
     if dtype is not None:

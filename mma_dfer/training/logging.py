@@ -8,6 +8,8 @@ import json
 from pathlib import Path
 from typing import Optional
 
+from mma_dfer.figures import confusion_figure, rgb
+
 
 class RunLogger:
     """A no-op on every rank but 0."""
@@ -16,7 +18,7 @@ class RunLogger:
         self.enabled = enabled
         self.writer = None
         if enabled:
-            from torch.utils.tensorboard import SummaryWriter
+            from torch.utils.tensorboard import SummaryWriter  # lazy: only rank 0 writes; the others never load it
 
             self.writer = SummaryWriter(log_dir=str(run_dir / "tb"))
             self.jsonl = open(run_dir / "log.jsonl", "a")
@@ -36,8 +38,6 @@ class RunLogger:
     def confusion(self, step: int, cm, class_names, title: str = "", tag: str = "test/confusion") -> None:
         """The confusion matrix as a labelled figure (class names, counts, per-class recall)."""
         if self.enabled:
-            from mma_dfer.figures import confusion_figure, rgb
-
             self.writer.add_image(tag, rgb(confusion_figure(cm, class_names, title)), step, dataformats="HWC")
 
     def text(self, tag: str, text: str) -> None:
@@ -48,7 +48,7 @@ class RunLogger:
         """The HPARAMS dashboard's session, in this run: the config values and the scalar tags
         (already logged here, e.g. ``test/uar``) that the dashboard shows beside them."""
         if self.enabled:
-            from torch.utils.tensorboard.summary import hparams as hparams_summaries
+            from torch.utils.tensorboard.summary import hparams as hparams_summaries  # lazy: as SummaryWriter
 
             for summary in hparams_summaries(hparams, {tag: 0.0 for tag in metric_tags}):
                 self.writer.file_writer.add_summary(summary)
