@@ -197,11 +197,12 @@ class Check:
         self.write()
 
     def killed_and_resumed(self, need: float) -> None:
-        """Goal 7: the end-to-end run again, stopped by the trainer's test hook (a signal to itself
-        after half the steps: checkpoint, exit 75), then resumed to the end; its final weights and
-        metrics against the uninterrupted end-to-end run's, bit for bit. Where they differ, a
+        """Goal 7: the end-to-end run again, stopped through the suite's fault plan (tests/fault_plan.py:
+        a signal to itself after half the steps: checkpoint, exit 75), then resumed to the end; its final
+        weights and metrics against the uninterrupted end-to-end run's, bit for bit. Where they differ, a
         second uninterrupted run says whether the kernels themselves are not deterministic."""
-        from mma_dfer.training.signals import FAULT_ENV, PREEMPTED_EXIT_CODE
+        from mma_dfer.training.signals import PREEMPTED_EXIT_CODE
+        from tests.fault_plan import signal_at
 
         if self.e2e.get("returncode") != 0:
             self.skipped.append("killed-and-resumed run (needs the end-to-end run: its uninterrupted reference)")
@@ -210,7 +211,7 @@ class Check:
             return
         t0, straight, killed = time.time(), self.work / "run", self.work / "killed"
         kill_at = max(1, self.made["train_clips"] // self.size["batch"][8] // 2)
-        stopped = self.train(killed, {FAULT_ENV: str(kill_at)})
+        stopped = self.train(killed, signal_at(kill_at))
         resumed = self.train(killed)
         self.resume = {"kill_at": kill_at, "stopped_rc": stopped.returncode, "expected_rc": PREEMPTED_EXIT_CODE,
                        "resumed_rc": resumed.returncode, "resumed": "resumed from" in resumed.stdout + resumed.stderr,
@@ -432,7 +433,7 @@ def compare_runs(a: Path, b: Path) -> dict:
     import torch
 
     from mma_dfer.runs import checkpoints
-    from mma_dfer.models.checkpoints import CheckpointError
+    from mma_dfer.safe_files import CheckpointError
 
     try:
         wa, wb = (checkpoints.saved_module(checkpoints.resolve(d)) for d in (a, b))

@@ -224,7 +224,7 @@ def worker(spec: dict) -> dict:
     import numpy as np
     import torch
 
-    from mma_dfer.training.trainer import peak_memory_mb
+    from mma_dfer.training.metrics import peak_memory_mb
 
     cuda = torch.cuda.is_available()
     device = torch.device("cuda" if cuda else "cpu")

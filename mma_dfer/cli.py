@@ -25,7 +25,7 @@ DESCRIPTION = ("Every job of MMA-DFER: train, evaluate, submit, aggregate and re
 # Matched by name in sys.modules, so that catching them never imports torch: an error class whose
 # module was never imported cannot have been raised.
 USER_ERRORS = (("mma_dfer.config", "ConfigError"), ("mma_dfer.data.annotations", "AnnotationError"),
-               ("mma_dfer.models.checkpoints", "CheckpointError"), ("mma_dfer.runs.identity", "IdentityError"),
+               ("mma_dfer.safe_files", "CheckpointError"), ("mma_dfer.runs.identity", "IdentityError"),
                ("mma_dfer.datasets", "DatasetError"), ("mma_dfer.inference.export", "ExportError"))
 
 

@@ -9,8 +9,9 @@ import torch
 import torch.nn.functional as F
 
 from mma_dfer.config import load_config
-from mma_dfer.models import CheckpointError, build_model, from_authors_checkpoint
-from mma_dfer.models.checkpoints import resize_pos_embed, safe_load
+from mma_dfer.models import build_model, from_authors_checkpoint
+from mma_dfer.models.checkpoints import resize_pos_embed
+from mma_dfer.safe_files import CheckpointError, safe_load
 from tests.fakes import mae_state_dict, write_mae_checkpoint
 from tests.conftest import ROOT
 

@@ -15,8 +15,9 @@ import torch
 
 from mma_dfer.runs import checkpoints, lease
 from mma_dfer.training import portable
-from mma_dfer.training.signals import FAULT_ENV, PREEMPTED_EXIT_CODE
+from mma_dfer.training.signals import PREEMPTED_EXIT_CODE
 from tests.conftest import ROOT, require, run_train
+from tests.fault_plan import signal_at
 
 DEMO = str(ROOT / "configs/demo.yaml")
 
@@ -78,7 +79,7 @@ def test_a_two_rank_run_continues_on_one_and_on_three_ranks(demo_root, one_rank_
     ds = tmp_path / "ds.json"
     ds.write_text(json.dumps({"zero_optimization": {"stage": stage}}))
     args = short_run(demo_root, ds)
-    stopped = launch(*args, "--set", f"output_dir={tmp_path / 'to1'}", gpus=2, env={FAULT_ENV: "4"}, check=False)
+    stopped = launch(*args, "--set", f"output_dir={tmp_path / 'to1'}", gpus=2, env=signal_at(4), check=False)
     assert stopped.returncode == PREEMPTED_EXIT_CODE, stopped.stderr[-3000:]
     tag = checkpoints.resolve(tmp_path / "to1")
     assert tag.name == "step0000004" and checkpoints.marker(tag)["world_size"] == 2
@@ -108,7 +109,7 @@ def test_a_checkpoint_without_the_portable_state_continues_on_its_own_ranks_only
     args = ["--config", DEMO, "--set", f"data.root={demo_root}", "--set", "train.epochs=1",
             "--set", "train.max_steps_per_epoch=4", "--set", f"output_dir={tmp_path / 'old'}"]
     run_train(*args[:-2], "--set", f"output_dir={tmp_path / 'straight'}")
-    stopped = run_train(*args, env={FAULT_ENV: "2"}, check=False)
+    stopped = run_train(*args, env=signal_at(2), check=False)
     assert stopped.returncode == PREEMPTED_EXIT_CODE, stopped.stderr[-3000:]
     tag = checkpoints.resolve(tmp_path / "old")
     (tag / portable.FILE).unlink()
@@ -228,7 +229,7 @@ def test_a_full_disk_during_a_checkpoint_stops_the_run_and_it_resumes_after(demo
     out = small_disk / "run"
     args = ["--config", DEMO, "--set", f"data.root={demo_root}", "--set", "train.epochs=2",
             "--set", "train.max_steps_per_epoch=3", "--set", f"output_dir={out}"]
-    stopped = run_train(*args, env={FAULT_ENV: "2"}, check=False)
+    stopped = run_train(*args, env=signal_at(2), check=False)
     assert stopped.returncode == PREEMPTED_EXIT_CODE, stopped.stderr[-3000:]
     first = checkpoints.resolve(out)
     # leave less room than a checkpoint takes (~0.5 MB here), enough for the log lines

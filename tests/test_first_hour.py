@@ -122,12 +122,13 @@ def test_a_first_ctrl_c_stops_at_a_step_a_second_at_once(capsys):
 
 
 def test_ctrl_c_in_training_checkpoints_and_prints_the_command_that_resumes(demo_root, tmp_path):
-    from mma_dfer.training.signals import FAULT_ENV, PREEMPTED_EXIT_CODE
+    from mma_dfer.training.signals import PREEMPTED_EXIT_CODE
+    from tests.fault_plan import signal_at
 
     out = tmp_path / "run"
     args = ["--config", "demo", "--deepspeed_config", "cpu_fp32", "--set", f"data.root={demo_root}",
             "--set", f"output_dir={out}", "--set", "train.epochs=1"]
-    proc = run_train(*args, env={FAULT_ENV: "2:SIGINT"}, check=False)
+    proc = run_train(*args, env=signal_at(2, "SIGINT"), check=False)
     assert proc.returncode == PREEMPTED_EXIT_CODE, proc.stderr[-3000:]
     assert "Traceback" not in proc.stderr and "KeyboardInterrupt" not in proc.stderr
     last = proc.stderr.strip().splitlines()[-1]

@@ -12,8 +12,9 @@ import pytest
 import torch
 
 from mma_dfer.runs import checkpoints
-from mma_dfer.training.signals import FAULT_ENV, PREEMPTED_EXIT_CODE
+from mma_dfer.training.signals import PREEMPTED_EXIT_CODE
 from tests.conftest import ROOT, run_train, train_cmd
+from tests.fault_plan import kill_before_marker, signal_at
 
 DEMO = str(ROOT / "configs/demo.yaml")
 
@@ -70,7 +71,7 @@ def test_a_finished_run_is_skipped_and_another_config_refused_before_anything_is
 def test_an_unfinished_run_of_another_architecture_is_refused_naming_the_fields(demo_root, tmp_path):
     # the case 2: a checkpoint and no result; another model must not load into it
     out = tmp_path / "run"
-    stopped = run_train(*short(demo_root, out), env={FAULT_ENV: "1"}, check=False)
+    stopped = run_train(*short(demo_root, out), env=signal_at(1), check=False)
     assert stopped.returncode == PREEMPTED_EXIT_CODE
     before = folder_state(out)
     bad = run_train(*short(demo_root, out, "model.fusion=none"), check=False)
@@ -117,7 +118,7 @@ def test_a_checkpoint_holding_a_code_running_pickle_is_refused(demo_root, tmp_pa
 
     out = tmp_path / "run"
     common = short(demo_root, out, "train.epochs=2")
-    assert run_train(*common, env={FAULT_ENV: "1"}, check=False).returncode == PREEMPTED_EXIT_CODE
+    assert run_train(*common, env=signal_at(1), check=False).returncode == PREEMPTED_EXIT_CODE
     tag = checkpoints.resolve(out)
     for name in ("mp_rank_00_model_states.pt", "rng_rank0.pt"):
         target = tag / name
@@ -150,14 +151,14 @@ raise SystemExit(main())
 def test_resume_reads_every_file_with_weights_only(demo_root, tmp_path, ds_config):
     out = tmp_path / "run"
     common = [*short(demo_root, out, "train.epochs=2"), "--deepspeed_config", str(ROOT / "ds_configs" / ds_config)]
-    assert run_train(*common, env={FAULT_ENV: "1"}, check=False).returncode == PREEMPTED_EXIT_CODE
+    assert run_train(*common, env=signal_at(1), check=False).returncode == PREEMPTED_EXIT_CODE
     proc = subprocess.run([sys.executable, "-c", GUARDED_RESUME, *common], cwd=ROOT, capture_output=True, text=True,
                           env={**os.environ, "DS_ACCELERATOR": "cpu"}, timeout=600)
     assert proc.returncode == 0 and "resumed from" in proc.stderr, proc.stderr[-3000:]
 
 
 def test_checkpoints_hold_every_cuda_generator_when_there_is_a_device(monkeypatch):
-    from mma_dfer.training import trainer
+    from mma_dfer.training import rng
 
     states = [torch.arange(4, dtype=torch.uint8), torch.arange(4, 8, dtype=torch.uint8)]
     restored = []
@@ -165,12 +166,12 @@ def test_checkpoints_hold_every_cuda_generator_when_there_is_a_device(monkeypatc
     monkeypatch.setattr(torch.cuda, "device_count", lambda: 2)
     monkeypatch.setattr(torch.cuda, "get_rng_state_all", lambda: states)
     monkeypatch.setattr(torch.cuda, "set_rng_state_all", restored.append)
-    saved = trainer.rng_state()
+    saved = rng.rng_state()
     assert [t.tolist() for t in saved["cuda"]] == [[0, 1, 2, 3], [4, 5, 6, 7]]
-    trainer.set_rng_state(saved, "ckpt")
+    rng.set_rng_state(saved, "ckpt")
     assert restored == [saved["cuda"]]
     monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
-    assert trainer.rng_state()["cuda"] == []
+    assert rng.rng_state()["cuda"] == []
 
 
 def kill_when(proc, path, timeout=300):
@@ -186,8 +187,6 @@ def kill_when(proc, path, timeout=300):
 
 @pytest.mark.slow
 def test_killed_anywhere_again_and_again_ends_as_an_uninterrupted_run(demo_root, tmp_path):
-    from mma_dfer.training.checkpointing import KILL_ENV
-
     common = ["--config", DEMO, "--set", f"data.root={demo_root}", "--set", "train.epochs=3",
               "--set", "train.validate_every=1"]
     run_train(*common, "--set", f"output_dir={tmp_path / 'straight'}")
@@ -195,13 +194,13 @@ def test_killed_anywhere_again_and_again_ends_as_an_uninterrupted_run(demo_root,
     common += ["--set", f"output_dir={out}"]
     env = {**os.environ, "DS_ACCELERATOR": "cpu"}
     # 1. killed inside the first checkpoint's write (DeepSpeed's files written, no marker yet)
-    first = run_train(*common, env={KILL_ENV: "save:epoch001"}, check=False)
+    first = run_train(*common, env=kill_before_marker("epoch001"), check=False)
     assert first.returncode == -signal.SIGKILL and not checkpoints.complete_tags(out / "checkpoints")
     # 2. killed by an outside SIGKILL as soon as the second epoch's log line is written
     proc = subprocess.Popen(train_cmd(*common), cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     kill_when(proc, out / "checkpoints/epoch001" / checkpoints.MARKER)
     # 3. killed inside the second checkpoint's write, after it resumed from the first
-    third = run_train(*common, env={KILL_ENV: "save:epoch002"}, check=False)
+    third = run_train(*common, env=kill_before_marker("epoch002"), check=False)
     assert third.returncode == -signal.SIGKILL and checkpoints.latest(out / "checkpoints")["tag"] == "epoch001"
     # 4. killed by an outside SIGKILL while it trains epoch 3
     proc = subprocess.Popen(train_cmd(*common), cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)

@@ -8,8 +8,9 @@ from mma_dfer.config import load_config
 from mma_dfer.runs import checkpoints
 from mma_dfer.training import TrainingError
 from mma_dfer.training.ds_config import deepspeed_config
-from mma_dfer.training.signals import PREEMPTED_EXIT_CODE, FAULT_ENV
+from mma_dfer.training.signals import PREEMPTED_EXIT_CODE
 from tests.conftest import ROOT, run_train
+from tests.fault_plan import signal_at
 
 DEMO = str(ROOT / "configs/demo.yaml")
 
@@ -65,7 +66,7 @@ def test_kill_and_resume_gives_identical_weights_and_metrics(demo_root, tmp_path
               "--set", "train.validate_every=1"]
     run_train(*common, "--set", f"output_dir={tmp_path / 'straight'}")
     assert '"test/uar"' in (tmp_path / "straight/log.jsonl").read_text()  # validation after epoch 1
-    stopped = run_train(*common, "--set", f"output_dir={tmp_path / 'killed'}", env={FAULT_ENV: "10"}, check=False)
+    stopped = run_train(*common, "--set", f"output_dir={tmp_path / 'killed'}", env=signal_at(10), check=False)
     assert stopped.returncode == PREEMPTED_EXIT_CODE, stopped.stderr[-3000:]
     assert checkpoints.latest(tmp_path / "killed/checkpoints")["tag"] == "step0000010"
     assert not (tmp_path / "killed/result.json").exists()
@@ -97,7 +98,7 @@ def test_two_ranks_match_one_rank(demo_root, tmp_path):
 
 
 def test_half_written_or_truncated_checkpoint_is_never_picked(tmp_path):
-    from mma_dfer.models.checkpoints import CheckpointError
+    from mma_dfer.safe_files import CheckpointError
     from mma_dfer.utils import atomic_write_json
 
     def complete(tag, step):
@@ -136,7 +137,7 @@ def test_bf16_engine_trains_and_resumes(demo_root, tmp_path):
     out = tmp_path / "run"
     common = ["--config", DEMO, "--deepspeed_config", str(ROOT / "ds_configs/cpu_bf16.json"),
               "--set", f"data.root={demo_root}", "--set", f"output_dir={out}", "--set", "train.max_steps_per_epoch=2"]
-    stopped = run_train(*common, "--set", "train.epochs=2", env={FAULT_ENV: "2"}, check=False)
+    stopped = run_train(*common, "--set", "train.epochs=2", env=signal_at(2), check=False)
     assert stopped.returncode == PREEMPTED_EXIT_CODE, stopped.stderr[-3000:]
     module = final_module(out)
     assert {v.dtype for v in module.values()} == {torch.float32}
@@ -153,9 +154,9 @@ def test_fp16_autocast_engine_scales_the_loss_and_resumes_it(demo_root, tmp_path
     common = ["--config", DEMO, "--deepspeed_config", str(ROOT / "ds_configs/zero0_fp16.json"),
               "--set", f"data.root={demo_root}", "--set", f"output_dir={out}", "--set", "train.max_steps_per_epoch=2",
               "--set", "train.log_every=1", "--set", "eval.clips=[1]"]
-    from mma_dfer.models.checkpoints import safe_load
+    from mma_dfer.safe_files import safe_load
 
-    stopped = run_train(*common, "--set", "train.epochs=2", env={FAULT_ENV: "2"}, check=False)
+    stopped = run_train(*common, "--set", "train.epochs=2", env=signal_at(2), check=False)
     assert stopped.returncode == PREEMPTED_EXIT_CODE, stopped.stderr[-3000:]
     tag = checkpoints.resolve(out)
     states = tag / checkpoints.MODEL_STATES
@@ -200,7 +201,7 @@ def test_zero3_run_resumes_and_evaluates_without_deepspeed(demo_root, tmp_path):
     out = tmp_path / "run"
     common = ["--config", DEMO, "--deepspeed_config", str(ds), "--set", f"data.root={demo_root}",
               "--set", f"output_dir={out}", "--set", "train.max_steps_per_epoch=2"]
-    stopped = run_train(*common, "--set", "train.epochs=2", env={FAULT_ENV: "3"}, check=False)
+    stopped = run_train(*common, "--set", "train.epochs=2", env=signal_at(3), check=False)
     assert stopped.returncode == PREEMPTED_EXIT_CODE, stopped.stderr[-3000:]
     assert "resumed from" in run_train(*common, "--set", "train.epochs=2").stderr
     tag = checkpoints.resolve(out)
@@ -331,7 +332,7 @@ def test_resume_from_an_explicit_checkpoint_writes_into_the_new_run(demo_root, t
     # go to this run's folder); another config is refused, naming the field
     first, second = tmp_path / "first", tmp_path / "second"
     common = ["--config", DEMO, "--set", f"data.root={demo_root}", "--set", "train.epochs=2"]
-    stopped = run_train(*common, "--set", f"output_dir={first}", env={FAULT_ENV: "3"}, check=False)
+    stopped = run_train(*common, "--set", f"output_dir={first}", env=signal_at(3), check=False)
     assert stopped.returncode == PREEMPTED_EXIT_CODE
     bad = run_train(*common, "--set", f"output_dir={second}", "--set", "train.seed=2",
                     "--resume", str(first / "checkpoints/step0000003"), check=False)

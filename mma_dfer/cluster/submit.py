@@ -30,6 +30,7 @@ from mma_dfer.experiments.sweep import SweepError, expand, load_sweep, restrict,
 from mma_dfer.resources import paper_config
 from mma_dfer.runs.folder import claim
 from mma_dfer.runs.identity import IdentityError
+from mma_dfer.safe_files import CheckpointError
 from mma_dfer.training import TrainingError
 from mma_dfer.training.signals import Preempted
 from mma_dfer.utils import atomic_write_json, parse_int_list
@@ -256,7 +257,6 @@ def finished(job: TrainJob, world: int) -> Optional[dict]:
 def run_errors() -> tuple:
     """The exceptions that are a problem of one run's config, data or folder (named in their
     message), not a bug."""
-    from mma_dfer.models.checkpoints import CheckpointError  # lazy: imports torch (submit --help imports none)
 
     return ConfigError, AnnotationError, TrainingError, IdentityError, CheckpointError
 

@@ -24,6 +24,7 @@ from mma_dfer.inference.records import probability_record
 from mma_dfer.precision import PRECISION_CHOICES, precision_for
 from mma_dfer.runs import checkpoints, preflight
 from mma_dfer.runs.identity import SHAPE_FIELDS, IdentityError, differences, file_sha256, fingerprint, run_identity
+from mma_dfer.safe_files import CheckpointError
 from mma_dfer.utils import atomic_write_json
 
 DEFAULT_ROOT = "runs-eval"
@@ -118,7 +119,6 @@ def evaluate_and_write(args) -> int:
     from mma_dfer.inference.evaluate import evaluate  # lazy: as torch above
     from mma_dfer.inference.precision import apply_precision  # lazy: as torch above
     from mma_dfer.inference.restore import load_model  # lazy: as torch above
-    from mma_dfer.models.checkpoints import CheckpointError  # lazy: as torch above
     from mma_dfer.runs.results import make_result  # lazy: as torch above
 
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(message)s")

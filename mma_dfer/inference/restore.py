@@ -11,9 +11,9 @@ from typing import Optional
 from mma_dfer.config import Config, ConfigError, load_config
 from mma_dfer.datasets import REGISTRY, paper_dataset
 from mma_dfer.models import build_model, from_authors_checkpoint
-from mma_dfer.models.checkpoints import CheckpointError
 from mma_dfer.runs import checkpoints
 from mma_dfer.runs.identity import SHAPE_FIELDS, check_same, run_identity
+from mma_dfer.safe_files import CheckpointError
 from mma_dfer.utils import seed_everything
 
 

@@ -1,6 +1,5 @@
 """MMA-DFER model parts and checkpoint loading."""
-from mma_dfer.models.checkpoints import (CheckpointError, from_authors_checkpoint, load_pretrained_encoders,
-                                         safe_load)
+from mma_dfer.models.checkpoints import from_authors_checkpoint, load_pretrained_encoders
 from mma_dfer.models.mma_dfer import MMADFER
 
 
@@ -14,5 +13,4 @@ def build_model(cfg, load_pretrained: bool = True) -> MMADFER:
     return model
 
 
-__all__ = ["MMADFER", "build_model", "from_authors_checkpoint", "load_pretrained_encoders", "safe_load",
-           "CheckpointError"]
+__all__ = ["MMADFER", "build_model", "from_authors_checkpoint", "load_pretrained_encoders"]

@@ -8,16 +8,15 @@
   'optimizer', 'recorder'}``, ``module.``-prefixed ``GenerateModel`` keys, a pickled
   ``__main__.RecorderMeter``), mapped onto this project's module names.
 
-Every file is read with ``torch.load(weights_only=True)``. The only non-tensor objects let
-through are the ones those files are known to carry, registered with torch's safe-globals
-mechanism; anything else (a pickle that would run code) is refused with an error naming the
-file and the global. There is no fallback to full unpickling.
+Every file is read through :func:`mma_dfer.safe_files.safe_load` (``weights_only=True``). The
+only non-tensor objects let through are the ones those files are known to carry, registered
+with torch's safe-globals mechanism; anything else (a pickle that would run code) is refused
+with an error naming the file and the global. There is no fallback to full unpickling.
 """
 from __future__ import annotations
 
 import argparse
 import math
-import pickle
 import re
 from pathlib import Path
 from typing import Iterable, Optional
@@ -27,10 +26,10 @@ import torch
 import torch.nn.functional as F
 
 from mma_dfer.config import ModelConfig
-
-
-class CheckpointError(RuntimeError):
-    """A checkpoint is missing, unreadable, unsafe, or does not fit the model; names the file."""
+from mma_dfer.datasets import paper_dataset
+from mma_dfer.labels import CLASS_NAMES, LIST_ORDERS, to_canonical
+from mma_dfer.models.mma_dfer import MMADFER
+from mma_dfer.safe_files import CheckpointError, safe_load
 
 
 class RecorderMeter:
@@ -46,9 +45,9 @@ RecorderMeter.__module__ = "__main__"
 def _numpy_array_globals() -> list:
     """What a pickled numpy array needs (the RecorderMeter holds float32 arrays)."""
     try:
-        from numpy._core.multiarray import _reconstruct
+        from numpy._core.multiarray import _reconstruct  # lazy: numpy 2's name; which one exists shows on import
     except ImportError:  # numpy < 2
-        from numpy.core.multiarray import _reconstruct
+        from numpy.core.multiarray import _reconstruct  # lazy: numpy 1's name
     return [(_reconstruct, "numpy.core.multiarray._reconstruct"),
             (_reconstruct, "numpy._core.multiarray._reconstruct"), np.ndarray, np.dtype,
             type(np.dtype(np.float32))]
@@ -56,27 +55,6 @@ def _numpy_array_globals() -> list:
 
 MAE_GLOBALS = [argparse.Namespace]
 AUTHORS_GLOBALS = [RecorderMeter, *_numpy_array_globals()]
-
-
-def safe_load(path: str | Path, allowed: Iterable = ()) -> dict:
-    """``torch.load(path, weights_only=True)`` on the CPU, allowing exactly ``allowed`` globals."""
-    path = Path(path)
-    if not path.is_file():
-        raise CheckpointError(f"checkpoint not found: {path}")
-    try:
-        with torch.serialization.safe_globals(list(allowed)):
-            obj = torch.load(path, map_location="cpu", weights_only=True)
-    except pickle.UnpicklingError as e:
-        found = re.search(r"GLOBAL (\S+)|but got <class '([^']+)'>", str(e))
-        what = (f"it contains the non-tensor object {found.group(1) or found.group(2)}" if found
-                else "it contains objects that are not tensors")
-        raise CheckpointError(f"{path}: refused to load: {what}. Checkpoints are loaded with "
-                              "weights_only=True and only known-safe types are allowed.") from None
-    except (RuntimeError, EOFError, OSError) as e:
-        raise CheckpointError(f"{path}: not a readable torch checkpoint (truncated or corrupt?): {e}") from None
-    if not isinstance(obj, dict):
-        raise CheckpointError(f"{path}: expected a dict checkpoint, got {type(obj).__name__}")
-    return obj
 
 
 def _unwrap(obj: dict, path: Path, keys=("model", "state_dict")) -> dict:
@@ -263,10 +241,6 @@ def from_authors_checkpoint(path: str | Path, label_order: str = "authors"):
     ``label_order="authors"`` keeps the logits in the authors' class order (identical logits to
     their code); ``"canonical"`` permutes the classifier rows into this project's order (only
     MAFW differs; see :mod:`mma_dfer.labels`)."""
-    from mma_dfer.datasets import paper_dataset
-    from mma_dfer.labels import CLASS_NAMES, LIST_ORDERS, to_canonical
-    from mma_dfer.models.mma_dfer import MMADFER
-
     path = Path(path)
     state, epoch = load_authors_state(path)
     cfg, geometry = _authors_config(state, path)

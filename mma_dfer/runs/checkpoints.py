@@ -5,7 +5,8 @@ by rank 0 after every rank finished saving, see :mod:`mma_dfer.training.checkpoi
 marker records the run's identity and every file's size and sha256. :func:`latest` skips tags
 whose files are missing or changed size (a checkpoint cut short by a crash, a kill or a full
 disk is never picked); :func:`verify` checks the hashes before anything is loaded; every file is
-read with ``weights_only=True``. Training (resume), evaluation and predict all read through here.
+read with ``weights_only=True``. Training (resume), evaluation and predict all read through here;
+writing a tag and loading it into a DeepSpeed engine is :mod:`mma_dfer.training.checkpointing`'s.
 """
 from __future__ import annotations
 
@@ -15,6 +16,7 @@ import logging
 from pathlib import Path
 from typing import Optional
 
+from mma_dfer.safe_files import CheckpointError, safe_load
 from mma_dfer.utils import sha256_file
 
 log = logging.getLogger(__name__)
@@ -66,8 +68,6 @@ def latest(ckpt_dir: Path) -> Optional[dict]:
 def verify(tag_dir: Path) -> dict:
     """The marker of a tag folder whose every file matches its recorded size and sha256 (a
     :class:`CheckpointError` naming the file otherwise)."""
-    from mma_dfer.models.checkpoints import CheckpointError
-
     tag_dir = Path(tag_dir)
     try:
         data = marker(tag_dir)
@@ -86,13 +86,13 @@ def verify(tag_dir: Path) -> dict:
     return data
 
 
-
 # Non-tensor objects that DeepSpeed's checkpoint files hold (seen in 0.19.8's ZeRO-1/2/3 optimizer
 # files), allowed when they are read with weights_only=True; any other global is refused.
 def deepspeed_safe_globals() -> list:
+    # lazy: finding and checking checkpoints (resolve, latest, verify) imports no DeepSpeed
     from deepspeed.runtime.fp16.loss_scaler import DynamicLossScaler, LossScaler
-    from deepspeed.runtime.zero.config import ZeroStageEnum
-    from deepspeed.utils.tensor_fragment import fragment_address
+    from deepspeed.runtime.zero.config import ZeroStageEnum  # lazy: as above
+    from deepspeed.utils.tensor_fragment import fragment_address  # lazy: as above
 
     return [LossScaler, DynamicLossScaler, ZeroStageEnum, fragment_address]
 
@@ -100,8 +100,6 @@ def deepspeed_safe_globals() -> list:
 def saved_module(tag_dir: Path) -> dict:
     """The trainable weights a tag folder holds (``module`` of DeepSpeed's model-states file,
     or the gathered file of a ZeRO-3 run), read with ``weights_only=True``."""
-    from mma_dfer.models.checkpoints import CheckpointError, safe_load
-
     tag_dir = Path(tag_dir)
     if not (tag_dir / MODEL_STATES).is_file() and (tag_dir / ZERO3_MODULE).is_file():
         return safe_load(tag_dir / ZERO3_MODULE)
@@ -113,7 +111,7 @@ def saved_module(tag_dir: Path) -> dict:
 
 def weights_digest(module: dict) -> str:
     """sha256 of a state dict's tensors (names, dtypes, shapes and bytes, in name order)."""
-    import torch  # here: finding and checking checkpoints (resolve, latest, verify) needs no torch
+    import torch  # lazy: finding and checking checkpoints (resolve, latest, verify) imports no torch
 
     h = hashlib.sha256()
     for name in sorted(module):

@@ -14,6 +14,7 @@ from mma_dfer.config import ConfigError, add_set_flag, load_config
 from mma_dfer.data.annotations import AnnotationError
 from mma_dfer.runs.identity import IdentityError
 from mma_dfer.runs.preflight import PreflightError, check_training
+from mma_dfer.safe_files import CheckpointError
 from mma_dfer.training import TrainingError
 from mma_dfer.training.signals import PREEMPTED_EXIT_CODE, Preempted
 
@@ -58,7 +59,6 @@ def train_and_report(args, cfg) -> int:
     import torch  # lazy: train --help and run()'s checks import no torch
 
     from mma_dfer.data.video import ClipError  # lazy: as torch above
-    from mma_dfer.models.checkpoints import CheckpointError  # lazy: as torch above
     from mma_dfer.training.distributed import PEER_LOST_EXIT_CODE, is_collective_failure  # lazy: as torch above
     from mma_dfer.training.ds_config import default_ds_config  # lazy: as torch above
     from mma_dfer.training.trainer import run as train  # lazy: as torch above

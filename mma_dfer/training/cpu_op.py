@@ -46,12 +46,12 @@ def prepare(world_size: int, is_main: bool) -> None:
     built now (once per environment)."""
     folder = extensions_dir()
     os.environ.setdefault(ENV, str(folder))
-    from deepspeed.accelerator import get_accelerator  # lazy: DeepSpeed imported after the cache is set above
+    from deepspeed.accelerator import get_accelerator  # lazy: after the build cache is set, as the op reads it
 
     if get_accelerator().device_name() != "cpu":
         return
     if world_size == 1:
-        import deepspeed.ops  # lazy: as get_accelerator above
+        import deepspeed.ops  # lazy: as above
 
         deepspeed.ops.__compatible_ops__[OP_NAME] = False  # DeepSpeed then starts without the op
         return

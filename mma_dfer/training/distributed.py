@@ -111,7 +111,7 @@ def init_process_group(env: DistEnv, timeout_s: int) -> None:
     """DeepSpeed's process group over ``env`` (gloo on the CPU, NCCL on GPUs). A rendezvous port
     that another process holds is a :class:`PortInUseError` saying how to choose another, so it is
     not taken for a lost rank (which would be requeued to clash again)."""
-    import deepspeed  # lazy: after cpu_op.prepare has pointed DeepSpeed at this environment's build cache
+    import deepspeed  # lazy: seconds to import; submit imports the trainer (planned_identity) without it
 
     try:
         deepspeed.init_distributed(dist_backend="nccl" if torch.cuda.is_available() else "gloo",

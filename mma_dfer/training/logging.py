@@ -8,9 +8,6 @@ import json
 from pathlib import Path
 from typing import Optional
 
-from torch.utils.tensorboard import SummaryWriter
-from torch.utils.tensorboard.summary import hparams as hparams_summaries
-
 from mma_dfer.figures import confusion_figure, rgb
 
 
@@ -21,6 +18,8 @@ class RunLogger:
         self.enabled = enabled
         self.writer = None
         if enabled:
+            from torch.utils.tensorboard import SummaryWriter  # lazy: only rank 0 writes; the others never load it
+
             self.writer = SummaryWriter(log_dir=str(run_dir / "tb"))
             self.jsonl = open(run_dir / "log.jsonl", "a")
 
@@ -49,6 +48,8 @@ class RunLogger:
         """The HPARAMS dashboard's session, in this run: the config values and the scalar tags
         (already logged here, e.g. ``test/uar``) that the dashboard shows beside them."""
         if self.enabled:
+            from torch.utils.tensorboard.summary import hparams as hparams_summaries  # lazy: as SummaryWriter
+
             for summary in hparams_summaries(hparams, {tag: 0.0 for tag in metric_tags}):
                 self.writer.file_writer.add_summary(summary)
 

@@ -19,6 +19,7 @@ from typing import Optional
 
 import torch
 
+from mma_dfer.safe_files import safe_load
 from mma_dfer.training import TrainingError
 from mma_dfer.utils import atomic_write_bytes
 
@@ -53,6 +54,7 @@ def supported(engine) -> Optional[str]:
 def _full(engine, optimizer, p, key: Optional[str]) -> Optional[torch.Tensor]:
     """A parameter's full fp32 weight (key None) or Adam moment, the same on every rank (every rank
     must call: under ZeRO it is gathered)."""
+    # lazy: DeepSpeed takes seconds to import; submit imports the trainer (planned_identity) without it
     from deepspeed.utils import safe_get_full_fp32_param, safe_get_full_optimizer_state
 
     if _has_master(optimizer):
@@ -105,8 +107,6 @@ def save(engine, optimizer, tag_dir: Path, is_main: bool, progress: dict) -> Non
 
 
 def read(tag_dir: Path) -> dict:
-    from mma_dfer.models.checkpoints import safe_load
-
     return safe_load(Path(tag_dir) / FILE)
 
 
@@ -145,7 +145,7 @@ def _create_optimizer_state(optimizer) -> None:
 def _set_module_weight(p, value: torch.Tensor) -> None:
     """The module's (low-precision) copy of a weight, on every rank."""
     if _zero3(p):
-        import deepspeed
+        import deepspeed  # lazy: as in _full
 
         with deepspeed.zero.GatheredParameters([p], modifier_rank=0):
             p.data.copy_(value.to(p.device, p.dtype))
@@ -169,7 +169,7 @@ def _set_zero3(optimizer, p, value: torch.Tensor, key: Optional[str]) -> None:
 def load(engine, optimizer, state: dict, where: str) -> dict:
     """Write ``state`` (:func:`read`) into a freshly built engine of any ZeRO stage and world size;
     returns the trainer's progress. Every rank calls."""
-    from deepspeed.utils import safe_set_full_fp32_param, safe_set_full_optimizer_state
+    from deepspeed.utils import safe_set_full_fp32_param, safe_set_full_optimizer_state  # lazy: as in _full
 
     named = dict((n, p) for n, p in engine.module.named_parameters() if p.requires_grad)
     weights = state["weights"]

@@ -8,14 +8,6 @@ import sys
 from typing import Optional
 
 PREEMPTED_EXIT_CODE = 75  # EX_TEMPFAIL: checkpointed on a signal; requeue and resume
-FAULT_ENV = "MMA_DFER_TEST_SIGNAL_AT_STEP"  # test hook: rank 0 signals itself after this step ("3" or "3:SIGINT")
-
-
-def fault_hook() -> tuple[int, int]:
-    """(step, signal) of the :data:`FAULT_ENV` test hook: step 0 is off; the signal SIGUSR1
-    unless named after a colon."""
-    step, _, name = os.environ.get(FAULT_ENV, "0").partition(":")
-    return int(step), getattr(signal, name or "SIGUSR1")
 
 
 class Preempted(Exception):
