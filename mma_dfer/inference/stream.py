@@ -289,9 +289,8 @@ def write_stream_outputs(args, records: list[dict], class_names: list[str], titl
 def follow(args, forward, cfg, class_names: list[str], opts, dtype, precision: str, device="cpu") -> int:
     """Follow ``args.stream``; returns predict's exit code (0 stopped cleanly, 1 the source
     failed or could not be opened)."""
-    source = args.stream
+    source, hop = args.stream, args.hop_s
     length = args.window or cfg.audio_frames * A.FRAME_SHIFT_MS / 1000
-    hop = args.hop_s
     warm_up(forward, cfg, opts.clips, device, dtype)
     print(f"following {source}: a {length:g}-s window every {hop:g} s", file=sys.stderr, flush=True)
     container = open_checked(source, cfg)
@@ -306,15 +305,7 @@ def follow(args, forward, cfg, class_names: list[str], opts, dtype, precision: s
         reader.start()
         while not stop.is_set():
             with buffer.cond:
-                while not stop.is_set():
-                    if start0 is None and buffer.frames:
-                        start0 = buffer.frames[0][0]
-                    ready = buffer.ready_end()
-                    if start0 is not None and ready >= start0 + k * hop + length - 1e-6:
-                        break
-                    if buffer.finished:
-                        break
-                    buffer.cond.wait(0.1)
+                start0, ready = await_window(buffer, stop, start0, k * hop + length)
                 if stop.is_set() or start0 is None or ready < start0 + k * hop + length - 1e-6:
                     break
                 newest = math.floor((ready - start0 - length) / hop + 1e-6)
@@ -348,8 +339,27 @@ def follow(args, forward, cfg, class_names: list[str], opts, dtype, precision: s
     if buffer.error:
         print(f"error: {source}: {buffer.error}", file=sys.stderr)
     write_stream_outputs(args, records, class_names, f"{source} (window {length:g} s, hop {hop:g} s)")
+    print(f"stream stopped by {how}: {len(records)} windows predicted{counts_said(dropped, faceless, hop)}",
+          file=sys.stderr)
+    return 1 if buffer.error and how != "SIGINT" else 0
+
+
+def await_window(buffer, stop: threading.Event, start0: Optional[float], end: float) -> tuple:
+    """(the first frame's time, the time the buffer is complete up to), once the window ending
+    ``end`` seconds after the first frame is in ``buffer``, the source has ended or ``stop`` is
+    set. The caller holds ``buffer.cond`` (waiting releases it for the reader)."""
+    while not stop.is_set():
+        if start0 is None and buffer.frames:
+            start0 = buffer.frames[0][0]
+        ready = buffer.ready_end()
+        if (start0 is not None and ready >= start0 + end - 1e-6) or buffer.finished:
+            return start0, ready
+        buffer.cond.wait(0.1)
+    return start0, buffer.ready_end()
+
+
+def counts_said(dropped: int, faceless: int, hop: float) -> str:
+    """The stop line's tail: the windows dropped (and why that happens) and those without a face."""
     slow = (f"; {dropped} dropped: the model is slower than the stream (each window of {hop:g} s took longer), "
             "windows that waited over a hop were skipped") if dropped else "; 0 dropped"
-    no_face = f"; {faceless} windows without a face yet (not predicted)" if faceless else ""
-    print(f"stream stopped by {how}: {len(records)} windows predicted{slow}{no_face}", file=sys.stderr)
-    return 1 if buffer.error and how != "SIGINT" else 0
+    return slow + (f"; {faceless} windows without a face yet (not predicted)" if faceless else "")

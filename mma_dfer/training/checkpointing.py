@@ -31,7 +31,7 @@ from mma_dfer.runs.identity import check_same
 from mma_dfer.safe_files import safe_load
 from mma_dfer.training import TrainingError, portable
 from mma_dfer.training.distributed import DistEnv
-from mma_dfer.training.engine import Engine
+from mma_dfer.training.engine import BuiltEngine
 from mma_dfer.training.loss_scale import LossScale
 from mma_dfer.training.plan import RunPlan
 from mma_dfer.training.rng import rng_state, set_rng_state
@@ -99,7 +99,7 @@ class CheckpointManager:
         return {"kind": "scratch"} if self.plan.init is None else self.plan.init.origin()
 
     # saving ---------------------------------------------------------------------------------
-    def save(self, tag: str, built: Engine, state: TrainState, scale: LossScale, lease) -> None:
+    def save(self, tag: str, built: BuiltEngine, state: TrainState, scale: LossScale, lease) -> None:
         """Write tag ``tag`` (every rank calls): DeepSpeed's files with the progress, the RNG
         states and the portable state, then rank 0's marker; then the older tags go. ``lease``:
         the run folder's (rank 0's; None elsewhere), which another run may have taken over."""
@@ -133,7 +133,7 @@ class CheckpointManager:
         """The run's identity as a checkpoint records it (client state and marker)."""
         return {"config_fingerprint": self.plan.fingerprint, "identity": self.plan.identity}
 
-    def _write(self, tag_dir: Path, built: Engine, client: dict, progress: dict) -> None:
+    def _write(self, tag_dir: Path, built: BuiltEngine, client: dict, progress: dict) -> None:
         engine, env = built.engine, self.env
         # The frozen encoder weights are not saved: they come back from the pretrained files (or
         # the seeded random init) when the model is rebuilt, which keeps a checkpoint at ~90 MB.
@@ -161,7 +161,7 @@ class CheckpointManager:
                 shutil.rmtree(leftover, ignore_errors=True)
 
     # loading --------------------------------------------------------------------------------
-    def load(self, tag_dir: Path, built: Engine, scale: LossScale) -> TrainState:
+    def load(self, tag_dir: Path, built: BuiltEngine, scale: LossScale) -> TrainState:
         """Continue from ``tag_dir``: weights, optimizer, progress, loss scale and RNG streams,
         every file checked against the marker's hashes and read with weights_only=True."""
         saved_world = checkpoints.world_size(checkpoints.verify(tag_dir))
@@ -184,7 +184,7 @@ class CheckpointManager:
         log.info("resumed from %s (epoch %d, step %d of the epoch)", tag_dir, state.epoch, state.step_in_epoch)
         return state
 
-    def _load_portable(self, tag_dir: Path, built: Engine, scale: LossScale, saved_world: int) -> TrainState:
+    def _load_portable(self, tag_dir: Path, built: BuiltEngine, scale: LossScale, saved_world: int) -> TrainState:
         """Continue from ``tag_dir`` written by ``saved_world`` ranks: the rank-independent state
         (weights, Adam moments and step, loss scale, progress); each rank's RNG file where this
         rank had one (drop-path of the other ranks starts from the seed)."""

@@ -8,13 +8,13 @@ import torch.nn.functional as F
 from mma_dfer.config import Config
 from mma_dfer.data import gpu_augment
 from mma_dfer.data.dataset import placeholder_inputs
-from mma_dfer.training.engine import Engine
+from mma_dfer.training.engine import BuiltEngine
 
 
 class Step:
     """The forward (also evaluation's) and the backward of the engine ``built`` made."""
 
-    def __init__(self, built: Engine, cfg: Config):
+    def __init__(self, built: BuiltEngine, cfg: Config):
         self.engine, self.cfg = built.engine, cfg
         self.device, self.dtype, self.cudagraphs = built.engine.device, built.input_dtype, built.cudagraphs
 
