@@ -66,6 +66,12 @@ def precision_for(choice: Optional[str], trained: str) -> str:
     return dtype if trained in HALF else AUTOCAST + dtype
 
 
+def is_float16(name: str) -> bool:
+    """Whether a precision name trains or runs in float16 (whole module or autocast): the family
+    that needs a GPU and, in training, dynamic loss scaling."""
+    return name in ("float16", AUTOCAST + "float16")
+
+
 def torch_dtype(name: str):
     """The torch dtype of a dtype name (any spelling :func:`dtype_name` reads)."""
     import torch  # lazy: this module's names are read by torch-free code (identity, aggregate, --help)

@@ -353,7 +353,7 @@ def test_one_set_flag_for_every_command():
 def test_one_precision_vocabulary():
     """mma_dfer.precision names what a JSON trains in (the identity's field, result.json's key) and
     what --precision evaluates in; torch-free, like the run identity that reads it."""
-    from mma_dfer.precision import precision_for, precision_of, torch_dtype
+    from mma_dfer.precision import is_float16, precision_for, precision_of, torch_dtype
     from mma_dfer.resources import ds_config_path
 
     shipped = {name: precision_of(json.loads(ds_config_path(name).read_text()))
@@ -366,6 +366,8 @@ def test_one_precision_vocabulary():
     assert [precision_for(c, t) for c, t in ((None, "bfloat16"), ("fp32", "bfloat16"), ("bf16", "float16"),
                                             ("fp16", "float32"), ("bf16", "autocast-float16"))] == \
         ["bfloat16", "float32", "bfloat16", "autocast-float16", "autocast-bfloat16"]
+    names = set(shipped.values()) | {"float16", "bfloat16"}
+    assert sorted(n for n in names if is_float16(n)) == ["autocast-float16", "float16"]  # GPU-only, loss-scaled
     import torch
 
     assert (torch_dtype("bf16"), torch_dtype("autocast-float16".removeprefix("autocast-"))) == \

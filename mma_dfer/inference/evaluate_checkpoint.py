@@ -21,7 +21,7 @@ from pathlib import Path
 from mma_dfer.config import ConfigError, add_set_flag, load_config
 from mma_dfer.data.annotations import AnnotationError, read_split
 from mma_dfer.inference.records import probability_record
-from mma_dfer.precision import PRECISION_CHOICES, precision_for
+from mma_dfer.precision import PRECISION_CHOICES, is_float16, precision_for
 from mma_dfer.runs import checkpoints, preflight
 from mma_dfer.runs.identity import SHAPE_FIELDS, IdentityError, differences, file_sha256, fingerprint, run_identity
 from mma_dfer.safe_files import CheckpointError
@@ -129,7 +129,7 @@ def evaluate_and_write(args) -> int:
         preflight.check_evaluation_output(out, args.checkpoint, bool(args.output))
         device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
         precision = precision_for(args.precision, loaded.precision)
-        if precision in ("float16", "autocast-float16") and device.type == "cpu":
+        if is_float16(precision) and device.type == "cpu":
             raise ConfigError("evaluation in float16 needs a GPU: pass --precision fp32 or bf16 on the CPU")
         test = read_split(cfg.data, "test")
         clips = list(range(1, args.clips + 1))

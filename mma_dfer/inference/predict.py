@@ -39,7 +39,7 @@ from mma_dfer.inference.export import ExportError
 from mma_dfer.inference.runtimes import build_runtime, check_runtime_arguments
 from mma_dfer.inference.stream import check_stream_arguments, follow
 from mma_dfer.inference.timeline import MIN_FACE_SHARE, NEAR_CHANCE, faceless, near_chance, plot_timeline
-from mma_dfer.precision import precision_for
+from mma_dfer.precision import is_float16, precision_for
 from mma_dfer.utils import atomic_write_json
 
 VIDEO_EXTS = {".mp4", ".avi", ".mov", ".mkv", ".webm", ".m4v", ".mpg", ".mpeg", ".wmv", ".flv", ".3gp"}
@@ -352,7 +352,7 @@ def run(args) -> int:
     loaded = load_model(Path(args.checkpoint))
     model, cfg, kind = loaded.model, loaded.cfg, loaded.kind
     precision = precision_for("fp32" if accelerated else args.precision, loaded.precision)
-    if precision in ("float16", "autocast-float16") and device.type == "cpu":
+    if is_float16(precision) and device.type == "cpu":
         print(f"error: the run was trained in {precision}, which needs a GPU here: pass --precision fp32 or bf16",
               file=sys.stderr)
         return 2

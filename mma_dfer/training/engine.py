@@ -22,7 +22,7 @@ from typing import NamedTuple, Optional
 import torch
 
 from mma_dfer.config import Config, TrainConfig
-from mma_dfer.precision import AUTOCAST, autocast_name, precision_name, torch_dtype
+from mma_dfer.precision import autocast_name, is_float16, precision_name, torch_dtype
 
 log = logging.getLogger(__name__)
 
@@ -82,7 +82,7 @@ class BuiltEngine(NamedTuple):
     @property
     def loss_scaling(self) -> bool:
         """fp16 with dynamic loss scaling: overflowing steps are skipped, not fatal."""
-        return precision_name(self.engine) in ("float16", AUTOCAST + "float16")
+        return is_float16(precision_name(self.engine))
 
 
 def build_engine(model, cfg: Config, ds_cfg: dict) -> BuiltEngine:
